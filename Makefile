@@ -1,0 +1,87 @@
+# forkbox: `make` builds build/forkbox, the guest's PID 1 and the initramfs.
+# `make demo` and `make test` also run `make setup` first (Debian packages and
+# the guest kernel), so a fresh Debian 12 machine needs nothing else.
+
+B        ?= build
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
+CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
+ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
+LDLIBS   := -lpthread
+
+LIB_SRCS := $(wildcard src/vmm/*.c src/arch/x86/*.c src/devices/*.c \
+                       src/image/*.c src/box/*.c src/util/*.c)
+CLI_SRCS := $(wildcard src/cli/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+CLI_OBJS := $(CLI_SRCS:%.c=$(B)/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+all: $(B)/forkbox $(B)/forkbox-init $(B)/initramfs.cpio $(B)/tests/tiny-guest.bin $(B)/lab-init
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c -o $@ $<
+
+$(B)/libforkbox.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(B)/forkbox: $(CLI_OBJS) $(B)/libforkbox.a
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
+
+# The guest's PID 1 is static: the initramfs has no libc of its own.
+# Never sanitized: it runs in the guest, not in the VMM.
+$(B)/forkbox-init: guest/init.c include/forkbox/guest_proto.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ guest/init.c
+
+$(B)/lab-init: lab/lab-init.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ $<
+
+BUSYBOX ?= /bin/busybox
+$(B)/initramfs.cpio: $(B)/forkbox $(B)/forkbox-init
+	$(B)/forkbox initramfs --init $(B)/forkbox-init --busybox $(BUSYBOX) -o $@
+
+# A freestanding guest in bzImage form, small enough for KVM-PVM hosts.
+$(B)/tests/tiny-guest.bin: tests/guest/tiny.S
+	@mkdir -p $(dir $@)
+	$(CC) -nostdlib -ffreestanding -static -Wl,--build-id=none -Wl,-Ttext=0 \
+	      -Wl,-e,0 -o $(B)/tests/tiny-guest.elf $<
+	objcopy -O binary -j .text $(B)/tests/tiny-guest.elf $@
+
+$(B)/tests/test_%: tests/unit/test_%.c $(B)/libforkbox.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(B)/libforkbox.a -lcmocka $(LDLIBS)
+
+setup:
+	scripts/setup
+
+unit: $(UNIT_BINS) $(B)/tests/tiny-guest.bin $(B)/forkbox
+	B=$(B) tests/run-unit
+
+# Every test: unit tests, the tiny guest on this host's KVM, then real Linux
+# guests (directly where the host's KVM runs Linux, else in the lab).
+test: setup
+	$(MAKE) all unit
+	B=$(B) tests/integration/run
+
+test-asan: setup
+	$(MAKE) B=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all unit
+	B=build-asan tests/integration/run
+
+demo: setup
+	$(MAKE) all
+	B=$(B) scripts/demo
+
+bench: all
+	bench/boot
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all setup unit test test-asan demo bench clean
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)

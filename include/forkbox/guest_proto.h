@@ -1,0 +1,31 @@
+/* The host <-> guest channel used by `forkbox run` until the vsock agent
+ * lands: the command travels on the kernel command line, the guest's PID 1
+ * sends framed output back on the second UART (COM2, ttyS1).
+ *
+ * Shared by the host (src/box/) and the guest (guest/init.c), so it holds
+ * only fixed-width types and no host headers beyond <stdint.h>. */
+#ifndef FORKBOX_GUEST_PROTO_H
+#define FORKBOX_GUEST_PROTO_H
+
+#include <stdint.h>
+
+/* Kernel command line keys read by the guest's PID 1 from /proc/cmdline.
+ * The kernel leaves dotted unknown keys alone (they look like module
+ * parameters), so they never reach init's argv or environment. */
+#define FB_CMDLINE_CMD "forkbox.cmd="   /* hex of argv, each arg NUL-ended */
+#define FB_CMDLINE_OUT "forkbox.out="   /* tty for frames, e.g. ttyS1 */
+
+/* A frame: 1 type byte, 4 bytes little-endian payload length, payload. */
+#define FB_FRAME_HDR_LEN 5u
+#define FB_FRAME_MAX_PAYLOAD 4096u
+
+enum fb_frame_type {
+	FB_FRAME_INIT = 'I',   /* PID 1 started; empty payload */
+	FB_FRAME_STDOUT = 'O', /* bytes of the command's stdout */
+	FB_FRAME_STDERR = 'E', /* bytes of the command's stderr */
+	FB_FRAME_EXIT = 'X',   /* 4 bytes LE: exit status, docker style:
+				  126 cannot execute, 127 not found,
+				  128+N killed by signal N */
+};
+
+#endif

@@ -1,0 +1,52 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "run", cmd_run, "boot a box, run a command in it, exit with its "
+			  "status" },
+	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
+	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
+					"Linux guests" },
+	{ "initramfs", cmd_initramfs, "build forkbox's guest initramfs" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: forkbox COMMAND [ARGS...]\n\n"
+		"forkbox runs commands in hardware-isolated microVMs on its "
+		"own KVM VMM.\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-12s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(f, "\n`forkbox COMMAND --help` tells more. Environment: "
+		"FORKBOX_HOME (default ~/.local/share/forkbox),\n"
+		"FORKBOX_KERNEL and FORKBOX_INITRD override the guest kernel "
+		"and initramfs.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "forkbox: unknown command '%s' (see forkbox --help)\n",
+		argv[1]);
+	return 2;
+}

@@ -1,0 +1,15 @@
+/* Errors: library functions return a negative errno and leave a one-line
+ * message, naming the failing call or the bad input, in a per-thread
+ * buffer that the caller (the CLI, a daemon) prints or sends on. */
+#ifndef FB_UTIL_ERROR_H
+#define FB_UTIL_ERROR_H
+
+/* Sets the message and returns err (a negative errno), so a failure reads
+ *     return fb_errorf(-errno, "KVM_CREATE_VM: %s", strerror(errno)); */
+int fb_errorf(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The last message set on this thread ("" if none). */
+const char *fb_last_error(void);
+
+#endif

@@ -1,0 +1,87 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/file.h"
+
+int fb_read_full(int fd, void *buf, size_t len, const char *what)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fb_errorf(-errno, "read %s: %s", what,
+					 strerror(errno));
+		if (n == 0)
+			return fb_errorf(-EIO, "read %s: file shrank while "
+					 "being read", what);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fb_write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fb_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd, err;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fb_errorf(-errno, "open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		err = fb_errorf(-errno, "stat %s: %s", path, strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err = fb_errorf(-EINVAL, "%s is not a regular file", path);
+		goto out_close;
+	}
+	if ((uint64_t)st.st_size > max) {
+		err = fb_errorf(-EFBIG, "%s is %lld bytes, more than the %zu "
+				"allowed", path, (long long)st.st_size, max);
+		goto out_close;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		err = fb_errorf(-ENOMEM, "malloc %lld bytes for %s",
+				(long long)st.st_size, path);
+		goto out_close;
+	}
+	err = fb_read_full(fd, buf, (size_t)st.st_size, path);
+	if (err < 0) {
+		free(buf);
+		goto out_close;
+	}
+	*data = buf;
+	*len = (size_t)st.st_size;
+out_close:
+	close(fd);
+	return err;
+}

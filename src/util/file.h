@@ -1,0 +1,16 @@
+#ifndef FB_UTIL_FILE_H
+#define FB_UTIL_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Reads a whole regular file of at most max bytes into a malloc'd buffer. */
+int fb_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
+
+/* Reads exactly len bytes from fd into buf, retrying short reads. */
+int fb_read_full(int fd, void *buf, size_t len, const char *what);
+
+/* Writes all of buf, retrying short writes and EINTR. */
+int fb_write_full(int fd, const void *buf, size_t len);
+
+#endif

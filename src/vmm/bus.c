@@ -1,0 +1,55 @@
+#include <errno.h>
+#include <string.h>
+
+#include "util/error.h"
+#include "vmm/bus.h"
+
+int fb_bus_register(struct fb_bus *bus, uint64_t base, uint64_t len,
+		    const struct fb_io_ops *ops, void *dev)
+{
+	if (len == 0 || base + len < base)
+		return fb_errorf(-EINVAL, "%s range 0x%llx+0x%llx is invalid",
+				 bus->name, (unsigned long long)base,
+				 (unsigned long long)len);
+	for (int i = 0; i < bus->nr_ranges; i++) {
+		struct fb_bus_range *r = &bus->ranges[i];
+
+		if (base < r->base + r->len && r->base < base + len)
+			return fb_errorf(-EEXIST, "%s range 0x%llx+0x%llx "
+					 "overlaps 0x%llx+0x%llx", bus->name,
+					 (unsigned long long)base,
+					 (unsigned long long)len,
+					 (unsigned long long)r->base,
+					 (unsigned long long)r->len);
+	}
+	if (bus->nr_ranges == FB_BUS_MAX_RANGES)
+		return fb_errorf(-ENOSPC, "%s bus is full", bus->name);
+	bus->ranges[bus->nr_ranges++] =
+		(struct fb_bus_range){ base, len, ops, dev };
+	return 0;
+}
+
+bool fb_bus_access(struct fb_bus *bus, uint64_t addr, uint8_t *data,
+		   unsigned len, bool is_write)
+{
+	for (int i = 0; i < bus->nr_ranges; i++) {
+		struct fb_bus_range *r = &bus->ranges[i];
+
+		/* The whole access must fall inside the range. */
+		if (addr < r->base || addr - r->base >= r->len ||
+		    len > r->len - (addr - r->base))
+			continue;
+		if (is_write) {
+			if (r->ops->write)
+				r->ops->write(r->dev, addr - r->base, data, len);
+		} else if (r->ops->read) {
+			r->ops->read(r->dev, addr - r->base, data, len);
+		} else {
+			memset(data, 0xff, len);
+		}
+		return true;
+	}
+	if (!is_write)
+		memset(data, 0xff, len);
+	return false;
+}

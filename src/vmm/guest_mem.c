@@ -1,0 +1,94 @@
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "arch/x86/layout.h"
+#include "util/error.h"
+#include "vmm/guest_mem.h"
+
+int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size)
+{
+	uint64_t low = ram_size;
+
+	memset(mem, 0, sizeof(*mem));
+	if (ram_size < (16ull << 20))
+		return fb_errorf(-EINVAL, "guest memory %llu MiB is too small "
+				 "(16 MiB at least)",
+				 (unsigned long long)(ram_size >> 20));
+	/* NORESERVE: a box pays only for the pages its guest touches. */
+	mem->mapping = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem->mapping == MAP_FAILED) {
+		mem->mapping = NULL;
+		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
+				 (unsigned long long)(ram_size >> 20),
+				 strerror(errno));
+	}
+	mem->mapping_size = ram_size;
+	mem->ram_size = ram_size;
+	if (low > FB_MMIO_HOLE_START)
+		low = FB_MMIO_HOLE_START;
+	mem->regions[0] = (struct fb_mem_region){ 0, low, mem->mapping };
+	mem->nr_regions = 1;
+	if (ram_size > low) {
+		mem->regions[1] = (struct fb_mem_region){
+			FB_MMIO_HOLE_END, ram_size - low, mem->mapping + low };
+		mem->nr_regions = 2;
+	}
+	return 0;
+}
+
+void fb_guest_mem_release(struct fb_guest_mem *mem)
+{
+	if (mem->mapping)
+		munmap(mem->mapping, mem->mapping_size);
+	memset(mem, 0, sizeof(*mem));
+}
+
+void *fb_gpa_ptr(const struct fb_guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	for (int i = 0; i < mem->nr_regions; i++) {
+		const struct fb_mem_region *r = &mem->regions[i];
+		uint64_t off;
+
+		if (gpa < r->gpa)
+			continue;
+		off = gpa - r->gpa;
+		/* off < size and len <= size - off: no sum can wrap. */
+		if (off >= r->size || len == 0 || len > r->size - off)
+			continue;
+		return r->host + off;
+	}
+	return NULL;
+}
+
+int fb_guest_write(const struct fb_guest_mem *mem, uint64_t gpa,
+		   const void *src, uint64_t len)
+{
+	void *dst = fb_gpa_ptr(mem, gpa, len);
+
+	if (!dst)
+		return fb_errorf(-EFAULT, "guest range 0x%llx+0x%llx is not RAM",
+				 (unsigned long long)gpa,
+				 (unsigned long long)len);
+	memcpy(dst, src, len);
+	return 0;
+}
+
+int fb_guest_read(const struct fb_guest_mem *mem, uint64_t gpa, void *dst,
+		  uint64_t len)
+{
+	const void *src = fb_gpa_ptr(mem, gpa, len);
+
+	if (!src)
+		return fb_errorf(-EFAULT, "guest range 0x%llx+0x%llx is not RAM",
+				 (unsigned long long)gpa,
+				 (unsigned long long)len);
+	memcpy(dst, src, len);
+	return 0;
+}
+
+uint64_t fb_guest_mem_low_end(const struct fb_guest_mem *mem)
+{
+	return mem->regions[0].size;
+}

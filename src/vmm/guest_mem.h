@@ -1,0 +1,46 @@
+/* Guest RAM and the one place where guest-physical addresses are checked.
+ *
+ * Every guest-supplied address and length goes through fb_gpa_ptr(), which
+ * checks the whole range [gpa, gpa + len) against one memory region with
+ * overflow checks; nothing else turns a guest address into a pointer. */
+#ifndef FB_VMM_GUEST_MEM_H
+#define FB_VMM_GUEST_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FB_MEM_MAX_REGIONS 2
+
+struct fb_mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+};
+
+struct fb_guest_mem {
+	struct fb_mem_region regions[FB_MEM_MAX_REGIONS];
+	int nr_regions;
+	uint64_t ram_size; /* sum of the regions */
+	uint8_t *mapping;  /* one host mapping behind all regions */
+	size_t mapping_size;
+};
+
+/* Maps ram_size bytes of anonymous memory and lays the regions out
+ * around the MMIO hole below 4 GiB. */
+int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size);
+void fb_guest_mem_release(struct fb_guest_mem *mem);
+
+/* A host pointer to [gpa, gpa + len) if the range lies inside one region,
+ * else NULL. len 0 is refused. */
+void *fb_gpa_ptr(const struct fb_guest_mem *mem, uint64_t gpa, uint64_t len);
+
+int fb_guest_write(const struct fb_guest_mem *mem, uint64_t gpa,
+		   const void *src, uint64_t len);
+int fb_guest_read(const struct fb_guest_mem *mem, uint64_t gpa, void *dst,
+		  uint64_t len);
+
+/* End of the RAM region that starts at 0 (the highest address below the
+ * MMIO hole that is RAM). */
+uint64_t fb_guest_mem_low_end(const struct fb_guest_mem *mem);
+
+#endif

@@ -1,0 +1,187 @@
+/* vCPU threads: one per vCPU, each looping on KVM_RUN and dispatching its
+ * exits to the buses. A thread is kicked out of KVM_RUN with a signal that
+ * is blocked everywhere but inside KVM_RUN (KVM_SET_SIGNAL_MASK), so a
+ * kick that lands between two KVM_RUNs is not lost: it stays pending and
+ * ends the next one at once. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "util/error.h"
+#include "vmm/vm.h"
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only there to make KVM_RUN return EINTR */
+}
+
+int fb_vcpu_signal_setup(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kick_handler;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(FB_SIG_KICK, &sa, NULL) < 0)
+		return fb_errorf(-errno, "sigaction: %s", strerror(errno));
+	return 0;
+}
+
+int fb_vcpu_create(struct fb_vm *vm, unsigned id)
+{
+	struct fb_vcpu *vcpu = &vm->vcpus[id];
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (vcpu->fd < 0)
+		return fb_errorf(-errno, "KVM_CREATE_VCPU %u: %s", id,
+				 strerror(errno));
+	vcpu->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED, vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		vcpu->run = NULL;
+		return fb_errorf(-errno, "mmap of vCPU %u run area: %s", id,
+				 strerror(errno));
+	}
+	return 0;
+}
+
+void fb_vcpu_kick(struct fb_vcpu *vcpu)
+{
+	if (vcpu->started)
+		pthread_kill(vcpu->thread, FB_SIG_KICK);
+}
+
+static int set_run_signal_mask(struct fb_vcpu *vcpu)
+{
+	struct {
+		struct kvm_signal_mask hdr;
+		uint8_t set[8];
+	} mask;
+	sigset_t set;
+
+	pthread_sigmask(SIG_BLOCK, NULL, &set);
+	sigdelset(&set, FB_SIG_KICK);
+	mask.hdr.len = sizeof(mask.set); /* the kernel's sigset: 64 bits */
+	memcpy(mask.set, &set, sizeof(mask.set));
+	if (ioctl(vcpu->fd, KVM_SET_SIGNAL_MASK, &mask) < 0)
+		return fb_errorf(-errno, "KVM_SET_SIGNAL_MASK: %s",
+				 strerror(errno));
+	return 0;
+}
+
+static bool stopping(struct fb_vm *vm)
+{
+	return __atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE) !=
+	       FB_VM_RUNNING;
+}
+
+static void handle_io(struct fb_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	uint64_t total = (uint64_t)run->io.size * run->io.count;
+
+	/* The data area lies in the run page KVM gave us; still, trust
+	 * nothing the exit says without checking it. */
+	if (run->io.data_offset >= vcpu->vm->run_size ||
+	    total > vcpu->vm->run_size - run->io.data_offset) {
+		fb_vm_request_stop(vcpu->vm, FB_VM_EXIT_CRASH, "vCPU %u: port "
+				   "I/O exit out of the run area", vcpu->id);
+		return;
+	}
+	for (uint32_t i = 0; i < run->io.count; i++) {
+		fb_bus_access(&vcpu->vm->pio, run->io.port, data,
+			      run->io.size,
+			      run->io.direction == KVM_EXIT_IO_OUT);
+		data += run->io.size;
+	}
+}
+
+static void handle_exit(struct fb_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct fb_vm *vm = vcpu->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(vcpu);
+		break;
+	case KVM_EXIT_MMIO:
+		if (run->mmio.len > sizeof(run->mmio.data))
+			break;
+		fb_bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data,
+			      run->mmio.len, run->mmio.is_write);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		/* A triple fault: what a PC does on reset, and what Linux
+		 * falls back to when every other reboot method failed. */
+		fb_vm_request_stop(vm, FB_VM_EXIT_REBOOT, "guest reset "
+				   "(triple fault on vCPU %u)", vcpu->id);
+		break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
+			fb_vm_request_stop(vm, FB_VM_EXIT_POWEROFF,
+					   "guest powered off");
+		else if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+			fb_vm_request_stop(vm, FB_VM_EXIT_REBOOT,
+					   "guest rebooted");
+		else
+			fb_vm_request_stop(vm, FB_VM_EXIT_PANIC,
+					   "guest crashed (system event %u)",
+					   run->system_event.type);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		fb_vm_request_stop(vm, FB_VM_EXIT_CRASH, "vCPU %u: KVM could "
+				   "not enter the guest (hardware reason 0x%llx)",
+				   vcpu->id, (unsigned long long)
+				   run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		fb_vm_request_stop(vm, FB_VM_EXIT_CRASH, "vCPU %u: KVM internal "
+				   "error, suberror %u (an instruction KVM "
+				   "cannot emulate?)", vcpu->id,
+				   run->internal.suberror);
+		break;
+	case KVM_EXIT_HLT:
+		/* Only without an in-kernel LAPIC; nothing will wake it. */
+		fb_vm_request_stop(vm, FB_VM_EXIT_POWEROFF, "guest halted "
+				   "vCPU %u", vcpu->id);
+		break;
+	default:
+		fb_vm_request_stop(vm, FB_VM_EXIT_CRASH, "vCPU %u: unhandled "
+				   "KVM exit %u", vcpu->id, run->exit_reason);
+		break;
+	}
+}
+
+void *fb_vcpu_thread(void *arg)
+{
+	struct fb_vcpu *vcpu = arg;
+	struct fb_vm *vm = vcpu->vm;
+
+	if (set_run_signal_mask(vcpu) < 0) {
+		fb_vm_request_stop(vm, FB_VM_EXIT_CRASH, "vCPU %u: %s",
+				   vcpu->id, fb_last_error());
+		return NULL;
+	}
+	while (!stopping(vm)) {
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			fb_vm_request_stop(vm, FB_VM_EXIT_CRASH, "vCPU %u: "
+					   "KVM_RUN: %s", vcpu->id,
+					   strerror(errno));
+			break;
+		}
+		handle_exit(vcpu);
+	}
+	return NULL;
+}

@@ -1,0 +1,74 @@
+/* A KVM virtual machine: guest memory, vCPU threads, the port and MMIO
+ * buses, the in-kernel irqchip and PIT, and the platform devices (two
+ * UARTs, ACPI power and reset). fb_vm_run() blocks until the guest powers
+ * off, reboots, panics or crashes, or the caller stops it. */
+#ifndef FB_VMM_VM_H
+#define FB_VMM_VM_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/power.h"
+#include "devices/serial.h"
+#include "forkbox/forkbox.h"
+#include "vmm/bus.h"
+#include "vmm/guest_mem.h"
+
+struct fb_vcpu {
+	struct fb_vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+struct fb_console {
+	int log_fd;  /* the box's console log, or -1 */
+	int live_fd; /* a terminal or pipe to copy it to, or -1 */
+	char line[512];
+	unsigned line_len;
+	bool panic_seen;
+	char panic_line[160];
+};
+
+struct fb_vm {
+	struct fb_vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	struct fb_guest_mem mem;
+	struct fb_bus pio;
+	struct fb_bus mmio;
+	struct fb_vcpu *vcpus;
+	unsigned nr_vcpus;
+	size_t run_size;
+
+	struct fb_console console;
+	struct fb_serial com1;
+	struct fb_serial com2;
+	struct fb_power power;
+
+	pthread_mutex_t lock; /* guards the fields below */
+	pthread_cond_t stopped_cond;
+	enum fb_vm_exit_reason exit_reason;
+	char exit_message[256];
+};
+
+/* Drives a GSI line of the in-kernel irqchip. */
+void fb_vm_irq_line(struct fb_vm *vm, unsigned gsi, int level);
+
+/* Asks the VM to stop for reason; the first reason wins. Any thread. */
+void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
+			const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* vCPU threads (vcpu.c). The kick signal is blocked but inside KVM_RUN. */
+#define FB_SIG_KICK (SIGRTMIN + 1)
+int fb_vcpu_create(struct fb_vm *vm, unsigned id);
+void *fb_vcpu_thread(void *arg);
+void fb_vcpu_kick(struct fb_vcpu *vcpu);
+int fb_vcpu_signal_setup(void);
+
+#endif
