@@ -35,6 +35,7 @@ static void usage(FILE *f)
 "  --timeout S         stop after S seconds\n"
 "  --console-log FILE  also write the console to FILE\n"
 "  --quiet             do not copy the console to stdout\n"
+"  --channel-log FILE  write what the guest sends on COM2 (ttyS1) to FILE\n"
 "  --skip-host-check   boot even where KVM cannot run Linux (KVM-PVM):\n"
 "                      for tiny test guests, not for Linux\n"
 "\n"
@@ -53,6 +54,11 @@ static int status_of(enum fb_vm_exit_reason reason)
 	}
 }
 
+static void channel_byte(void *opaque, uint8_t byte)
+{
+	fputc(byte, opaque);
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -64,6 +70,7 @@ int cmd_vm(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "console-log", required_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "channel-log", required_argument, NULL, 'O' },
 		{ "skip-host-check", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -73,7 +80,8 @@ int cmd_vm(int argc, char **argv)
 		.console_live_fd = STDOUT_FILENO,
 		.cmdline = "console=ttyS0 panic=-1",
 	};
-	const char *log_path = NULL;
+	const char *log_path = NULL, *channel_path = NULL;
+	FILE *channel = NULL;
 	bool skip_check = false;
 	struct fb_vm_exit ex;
 	struct fb_vm *vm;
@@ -103,6 +111,7 @@ int cmd_vm(int argc, char **argv)
 			break;
 		case 'L': log_path = optarg; break;
 		case 'q': cfg.console_live_fd = -1; break;
+		case 'O': channel_path = optarg; break;
 		case 's': skip_check = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -126,6 +135,15 @@ int cmd_vm(int argc, char **argv)
 			return FB_EXIT_OWN_ERROR;
 		}
 	}
+	if (channel_path) {
+		channel = fopen(channel_path, "we");
+		if (!channel) {
+			perror("forkbox vm: open channel log");
+			return FB_EXIT_OWN_ERROR;
+		}
+		cfg.channel = channel_byte;
+		cfg.channel_opaque = channel;
+	}
 	err = fb_vm_create(&cfg, &vm);
 	if (!err) {
 		err = fb_vm_run(vm, &ex);
@@ -133,6 +151,8 @@ int cmd_vm(int argc, char **argv)
 	}
 	if (cfg.console_log_fd >= 0)
 		close(cfg.console_log_fd);
+	if (channel)
+		fclose(channel);
 	if (err < 0) {
 		fprintf(stderr, "forkbox vm: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;

@@ -70,9 +70,38 @@ static void gas_io(uint8_t *p, size_t off, uint16_t port)
 	put(p, off + 4, port, 8);
 }
 
+/* The UARTs must be ACPI devices: on a hardware-reduced platform Linux
+ * has no legacy PIC and maps no ISA IRQ that no device asks for, so the
+ * 8250 driver would find its ports but get no interrupt. */
+static void add_uart(struct fb_aml *sb, const char *name, unsigned uid,
+		     uint16_t port, uint32_t irq)
+{
+	struct fb_aml body = { 0 }, v = { 0 }, crs = { 0 };
+
+	fb_aml_eisa_id(&v, "PNP0501");
+	fb_aml_name(&body, "_HID", &v);
+	v.len = 0;
+	fb_aml_integer(&v, uid);
+	fb_aml_name(&body, "_UID", &v);
+	v.len = 0;
+	fb_aml_res_io(&crs, port, 8);
+	fb_aml_res_interrupt(&crs, irq, true);
+	fb_aml_res_end_tag(&crs);
+	fb_aml_buffer(&v, crs.data, crs.len);
+	fb_aml_name(&body, "_CRS", &v);
+	fb_aml_device(sb, name, &body);
+	sb->failed |= crs.failed;
+	fb_aml_free(&body);
+	fb_aml_free(&v);
+	fb_aml_free(&crs);
+}
+
 static int build_dsdt(const struct fb_acpi_config *cfg, struct fb_aml *dsdt)
 {
 	struct fb_aml sb = { 0 }, s5 = { 0 }, pkg = { 0 };
+
+	add_uart(&sb, "COM1", 1, FB_PORT_COM1, FB_IRQ_COM1);
+	add_uart(&sb, "COM2", 2, FB_PORT_COM2, FB_IRQ_COM2);
 
 	for (unsigned i = 0; i < cfg->nr_virtio; i++) {
 		const struct fb_acpi_virtio_dev *d = &cfg->virtio[i];
@@ -97,8 +126,7 @@ static int build_dsdt(const struct fb_acpi_config *cfg, struct fb_aml *dsdt)
 		fb_aml_free(&v);
 		fb_aml_free(&crs);
 	}
-	if (cfg->nr_virtio)
-		fb_aml_scope(dsdt, "\\_SB_", &sb);
+	fb_aml_scope(dsdt, "\\_SB_", &sb);
 	/* \_S5: SLP_TYPa, SLP_TYPb, reserved, reserved. */
 	for (int i = 0; i < 4; i++)
 		fb_aml_integer(&pkg, i == 0 ? FB_ACPI_S5_TYPE : 0);

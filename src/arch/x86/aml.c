@@ -31,7 +31,7 @@ bool fb_aml_failed(const struct fb_aml *a)
 
 void fb_aml_bytes(struct fb_aml *a, const void *p, size_t n)
 {
-	if (a->failed)
+	if (a->failed || n == 0)
 		return;
 	if (n > a->cap - a->len) {
 		size_t cap = a->cap ? a->cap : 256;
@@ -201,6 +201,42 @@ void fb_aml_res_interrupt(struct fb_aml *a, uint32_t gsi, bool edge)
 	byte(a, (uint8_t)(0x01 | (edge ? 0x02 : 0)));
 	byte(a, 1);    /* one interrupt */
 	le(a, gsi, 4);
+}
+
+void fb_aml_res_io(struct fb_aml *a, uint16_t port, uint8_t len)
+{
+	byte(a, 0x47); /* small item: I/O port range */
+	byte(a, 1);    /* 16-bit decode */
+	le(a, port, 2);
+	le(a, port, 2);
+	byte(a, 1);    /* alignment */
+	byte(a, len);
+}
+
+void fb_aml_eisa_id(struct fb_aml *a, const char *id)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	uint32_t v = 0;
+
+	/* Three letters in five bits each, then four hex digits; the
+	 * DWord holds them big-endian. */
+	if (strlen(id) != 7) {
+		a->failed = true;
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		v = v << 5 | ((uint32_t)(id[i] - 0x40) & 0x1f);
+	for (int i = 3; i < 7; i++) {
+		const char *d = strchr(hex, id[i]);
+
+		if (!d || !*d) {
+			a->failed = true;
+			return;
+		}
+		v = v << 4 | (uint32_t)(d - hex);
+	}
+	byte(a, AML_DWORD);
+	le(a, __builtin_bswap32(v), 4);
 }
 
 void fb_aml_res_end_tag(struct fb_aml *a)

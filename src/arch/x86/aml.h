@@ -39,6 +39,9 @@ void fb_aml_device(struct fb_aml *a, const char *name, const struct fb_aml *body
  * goes into fb_aml_buffer() (the end tag is added by fb_aml_end_tag). */
 void fb_aml_res_memory32_fixed(struct fb_aml *a, uint32_t base, uint32_t len);
 void fb_aml_res_interrupt(struct fb_aml *a, uint32_t gsi, bool edge);
+void fb_aml_res_io(struct fb_aml *a, uint16_t port, uint8_t len);
 void fb_aml_res_end_tag(struct fb_aml *a);
+/* EisaId("PNP0501") and the like, as a DWord integer. */
+void fb_aml_eisa_id(struct fb_aml *a, const char *id);
 
 #endif
