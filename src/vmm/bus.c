@@ -1,8 +1,12 @@
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util/error.h"
 #include "vmm/bus.h"
+
+static bool fb_bus_dispatch(struct fb_bus *bus, uint64_t addr, uint8_t *data,
+			    unsigned len, bool is_write);
 
 int fb_bus_register(struct fb_bus *bus, uint64_t base, uint64_t len,
 		    const struct fb_io_ops *ops, void *dev)
@@ -29,8 +33,30 @@ int fb_bus_register(struct fb_bus *bus, uint64_t base, uint64_t len,
 	return 0;
 }
 
+static void trace(const struct fb_bus *bus, uint64_t addr,
+		  const uint8_t *data, unsigned len, bool is_write, bool claimed)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < len && i < 8; i++)
+		v |= (uint64_t)data[i] << (8 * i);
+	fprintf(stderr, "forkbox: %s %s 0x%llx/%u = 0x%llx%s\n", bus->name,
+		is_write ? "write" : "read", (unsigned long long)addr, len,
+		(unsigned long long)v, claimed ? "" : " (unclaimed)");
+}
+
 bool fb_bus_access(struct fb_bus *bus, uint64_t addr, uint8_t *data,
 		   unsigned len, bool is_write)
+{
+	bool claimed = fb_bus_dispatch(bus, addr, data, len, is_write);
+
+	if (bus->trace)
+		trace(bus, addr, data, len, is_write, claimed);
+	return claimed;
+}
+
+static bool fb_bus_dispatch(struct fb_bus *bus, uint64_t addr, uint8_t *data,
+			    unsigned len, bool is_write)
 {
 	for (int i = 0; i < bus->nr_ranges; i++) {
 		struct fb_bus_range *r = &bus->ranges[i];

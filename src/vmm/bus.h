@@ -28,6 +28,7 @@ struct fb_bus {
 	const char *name; /* "pio" or "mmio", for messages */
 	struct fb_bus_range ranges[FB_BUS_MAX_RANGES];
 	int nr_ranges;
+	bool trace; /* log every access to stderr (FORKBOX_TRACE_IO=1) */
 };
 
 int fb_bus_register(struct fb_bus *bus, uint64_t base, uint64_t len,

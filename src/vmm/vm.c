@@ -287,6 +287,8 @@ int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->pio.name = "port I/O";
 	vm->mmio.name = "MMIO";
+	vm->pio.trace = vm->mmio.trace = getenv("FORKBOX_TRACE_IO") &&
+					 !strcmp(getenv("FORKBOX_TRACE_IO"), "1");
 	vm->nr_vcpus = cfg->cpus;
 	pthread_mutex_init(&vm->lock, NULL);
 	{

@@ -186,10 +186,20 @@ int fb_x86_write_boot_tables(const struct fb_guest_mem *mem)
 		gdt_entry(0xc093, 0, 0xfffff), /* 0x18: data */
 		gdt_entry(0x808b, 0, 0xfffff), /* 0x20: TSS (busy) */
 	};
+
+	/* Real mode: mov dx, RESET_PORT; mov al, RESET_VALUE; out dx, al;
+	 * then hlt for ever. */
+	const uint8_t reset_stub[] = {
+		0xba, FB_PORT_ACPI_RESET & 0xff, FB_PORT_ACPI_RESET >> 8,
+		0xb0, FB_ACPI_RESET_VALUE, 0xee, 0xf4, 0xeb, 0xfd,
+	};
 	uint64_t *pml4, *pdpt, *pd;
 	int err;
 
 	err = fb_guest_write(mem, FB_GDT_ADDR, gdt, sizeof(gdt));
+	if (!err)
+		err = fb_guest_write(mem, FB_RESET_VECTOR, reset_stub,
+				     sizeof(reset_stub));
 	if (err < 0)
 		return err;
 	pml4 = fb_gpa_ptr(mem, FB_PML4_ADDR, 4096);

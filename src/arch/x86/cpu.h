@@ -23,7 +23,7 @@ int fb_x86_vcpu_set_lint(int vcpu_fd);
 /* Boot MSRs every vCPU starts with. */
 int fb_x86_vcpu_set_boot_msrs(int vcpu_fd);
 
-/* GDT and identity page tables in guest memory. */
+/* GDT, identity page tables and the reset-vector stub in guest memory. */
 int fb_x86_write_boot_tables(const struct fb_guest_mem *mem);
 
 /* The boot CPU's registers: long mode at entry with %rsi at the zero page. */

@@ -17,7 +17,12 @@
 #define FB_CMDLINE_MAX 2048ull      /* x86 COMMAND_LINE_SIZE */
 #define FB_EBDA_ADDR 0x9fc00ull     /* end of low RAM in the e820 map */
 #define FB_ACPI_ADDR 0xe0000ull     /* RSDP first, then the tables */
-#define FB_ACPI_MAX 0x20000ull      /* up to 1 MiB */
+#define FB_ACPI_MAX 0x1f000ull      /* up to the reset stub */
+/* Where a PC starts after reset (F000:FFF0). Linux's last resorts for a
+ * reboot jump here in real mode (on hardware-reduced ACPI it tries EFI,
+ * then the BIOS, before the reset register), so a stub here resets the
+ * VM through the ACPI reset register. */
+#define FB_RESET_VECTOR 0xffff0ull
 #define FB_HIMEM_ADDR 0x100000ull   /* the protected-mode kernel */
 
 #define FB_MMIO_HOLE_START 0xc0000000ull
