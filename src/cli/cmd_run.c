@@ -26,6 +26,7 @@ static void usage(FILE *f)
 "  --initrd FILE     initramfs (default: the one beside forkbox)\n"
 "  --console         copy the guest console to stderr as it boots\n"
 "  --keep-log        keep the box's console log even when all went well\n"
+"  --stats           print boot and run times to stderr when done\n"
 "\n"
 "exit status: CMD's; 125 when forkbox itself fails (the guest's console\n"
 "log is kept and named); 126 CMD cannot execute; 127 CMD not found;\n"
@@ -42,6 +43,7 @@ int cmd_run(int argc, char **argv)
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "console", no_argument, NULL, 'C' },
 		{ "keep-log", no_argument, NULL, 'K' },
+		{ "stats", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -52,7 +54,7 @@ int cmd_run(int argc, char **argv)
 	char id[FB_BOX_ID_LEN + 1], dir[PATH_MAX], log[PATH_MAX + 16];
 	struct fb_run_result res;
 	uint64_t v;
-	bool keep_log = false;
+	bool keep_log = false, stats = false;
 	int c, err;
 
 	optind = 1;
@@ -85,6 +87,9 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'K':
 			keep_log = true;
+			break;
+		case 'S':
+			stats = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -125,6 +130,10 @@ int cmd_run(int argc, char **argv)
 			fb_last_error(), log);
 		return FB_EXIT_OWN_ERROR;
 	}
+	if (stats)
+		fprintf(stderr, "forkbox run: VMM start to guest init %.1f ms, "
+			"to command done %.1f ms\n", res.boot_to_init_ms,
+			res.total_ms);
 	if (keep_log)
 		fprintf(stderr, "forkbox run: console log: %s\n", log);
 	else
