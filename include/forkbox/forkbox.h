@@ -7,6 +7,7 @@
 #ifndef FORKBOX_FORKBOX_H
 #define FORKBOX_FORKBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,9 @@ struct fb_vm_config {
 	fb_channel_fn channel; /* COM2's bytes, or NULL */
 	void *channel_opaque;
 	unsigned timeout_ms;   /* 0: none */
+	bool rng;              /* a virtio-rng device */
+	const char *vsock_uds; /* a virtio-vsock device, its host socket */
+	uint64_t vsock_cid;    /* the guest's CID (>= 3) */
 };
 
 struct fb_vm;

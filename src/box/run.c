@@ -146,6 +146,7 @@ int fb_run(const struct fb_run_config *cfg, struct fb_run_result *result)
 		.channel = channel_byte,
 		.channel_opaque = st,
 		.timeout_ms = cfg->timeout_ms,
+		.rng = true,
 	};
 	err = fb_vm_create(&vmc, &st->vm);
 	if (err < 0)

@@ -35,6 +35,7 @@ static void usage(FILE *f)
 "  --timeout S         stop after S seconds\n"
 "  --console-log FILE  also write the console to FILE\n"
 "  --quiet             do not copy the console to stdout\n"
+"  --rng               add a virtio-rng device\n"
 "  --channel-log FILE  write what the guest sends on COM2 (ttyS1) to FILE\n"
 "  --skip-host-check   boot even where KVM cannot run Linux (KVM-PVM):\n"
 "                      for tiny test guests, not for Linux\n"
@@ -71,6 +72,7 @@ int cmd_vm(int argc, char **argv)
 		{ "console-log", required_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "channel-log", required_argument, NULL, 'O' },
+		{ "rng", no_argument, NULL, 'r' },
 		{ "skip-host-check", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -112,6 +114,7 @@ int cmd_vm(int argc, char **argv)
 		case 'L': log_path = optarg; break;
 		case 'q': cfg.console_live_fd = -1; break;
 		case 'O': channel_path = optarg; break;
+		case 'r': cfg.rng = true; break;
 		case 's': skip_check = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -15,6 +15,8 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/virtio.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "vmm/vm.h"
@@ -196,15 +198,32 @@ static int setup_irqchip(struct fb_vm *vm)
 	return 0;
 }
 
+static int setup_virtio(struct fb_vm *vm)
+{
+	int err = 0;
+
+	if (vm->cfg.rng)
+		err = fb_virtio_rng_add(vm);
+	return err;
+}
+
 static int setup_boot(struct fb_vm *vm)
 {
-	struct fb_acpi_config acpi = { .ncpus = vm->nr_vcpus };
+	struct fb_acpi_virtio_dev virtio[FB_VM_MAX_VIRTIO];
+	struct fb_acpi_config acpi = {
+		.ncpus = vm->nr_vcpus, .virtio = virtio,
+		.nr_virtio = vm->nr_virtio,
+	};
 	struct fb_acpi_layout layout;
 	struct fb_linux_boot boot;
 	uint8_t *area;
 	uint64_t entry;
 	int err;
 
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		virtio[i] = (struct fb_acpi_virtio_dev){
+			vm->virtio[i]->mmio_base, FB_VIRTIO_MMIO_SIZE,
+			vm->virtio[i]->gsi };
 	area = fb_gpa_ptr(&vm->mem, FB_ACPI_ADDR, FB_ACPI_MAX);
 	if (!area)
 		return fb_errorf(-EFAULT, "ACPI area is not in guest RAM");
@@ -316,6 +335,8 @@ int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 	if (!err)
 		err = setup_devices(vm);
 	if (!err)
+		err = setup_virtio(vm);
+	if (!err)
 		err = setup_vcpus(vm);
 	if (!err)
 		err = setup_boot(vm);
@@ -404,6 +425,9 @@ void fb_vm_destroy(struct fb_vm *vm)
 {
 	if (!vm)
 		return;
+	/* Devices first: their threads may still touch guest memory. */
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		fb_virtio_mmio_free(vm->virtio[i]);
 	for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, vm->run_size);

@@ -34,6 +34,10 @@ struct fb_console {
 	char panic_line[160];
 };
 
+#define FB_VM_MAX_VIRTIO 16
+
+struct fb_virtio_device;
+
 struct fb_vm {
 	struct fb_vm_config cfg;
 	int kvm_fd;
@@ -49,6 +53,8 @@ struct fb_vm {
 	struct fb_serial com1;
 	struct fb_serial com2;
 	struct fb_power power;
+	struct fb_virtio_device *virtio[FB_VM_MAX_VIRTIO];
+	unsigned nr_virtio;
 
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t stopped_cond;
