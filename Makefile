@@ -10,7 +10,7 @@ CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
 ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 LDLIBS   := -lpthread
 
-LIB_SRCS := $(wildcard src/vmm/*.c src/arch/x86/*.c src/devices/*.c \
+LIB_SRCS := $(wildcard src/vmm/*.c src/arch/x86/*.c src/devices/*.c src/devices/virtio/*.c src/agent/*.c \
                        src/image/*.c src/box/*.c src/util/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -43,8 +43,20 @@ $(B)/lab-init: lab/lab-init.c
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ $<
 
 BUSYBOX ?= /bin/busybox
-$(B)/initramfs.cpio: $(B)/forkbox $(B)/forkbox-init
-	$(B)/forkbox initramfs --init $(B)/forkbox-init --busybox $(BUSYBOX) -o $@
+# The guest kernel's modules that the guest loads, in dependency order
+# (scripts/setup unpacks the kernel under $(FORKBOX_HOME)/kernels/).
+FORKBOX_HOME ?= $(HOME)/.local/share/forkbox
+KMOD_DIR ?= $(FORKBOX_HOME)/kernels/default/modules/kernel
+KMODS := drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
+	 drivers/virtio/virtio_mmio.ko drivers/char/hw_random/virtio-rng.ko \
+	 net/vmw_vsock/vsock.ko \
+	 net/vmw_vsock/vmw_vsock_virtio_transport_common.ko \
+	 net/vmw_vsock/vmw_vsock_virtio_transport.ko
+KMOD_FILES := $(addprefix $(KMOD_DIR)/,$(KMODS))
+$(B)/initramfs.cpio: $(B)/forkbox $(B)/forkbox-init $(wildcard $(KMOD_FILES))
+	@[ -d "$(KMOD_DIR)" ] || { echo "no guest kernel modules in $(KMOD_DIR): run make setup" >&2; exit 1; }
+	$(B)/forkbox initramfs --init $(B)/forkbox-init --busybox $(BUSYBOX) \
+		$(addprefix --module ,$(KMOD_FILES)) -o $@
 
 # A freestanding guest in bzImage form, small enough for KVM-PVM hosts.
 $(B)/tests/tiny-guest.bin: tests/guest/tiny.S
