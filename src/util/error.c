@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,4 +24,17 @@ int fb_errorf(int err, const char *fmt, ...)
 const char *fb_last_error(void)
 {
 	return last_error;
+}
+
+int fb_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len)
+		return fb_errorf(-ENAMETOOLONG, "too long: %.60s...", buf);
+	return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef FB_UTIL_ERROR_H
 #define FB_UTIL_ERROR_H
 
+#include <stddef.h>
+
 /* Sets the message and returns err (a negative errno), so a failure reads
  *     return fb_errorf(-errno, "KVM_CREATE_VM: %s", strerror(errno)); */
 int fb_errorf(int err, const char *fmt, ...)
@@ -11,5 +13,10 @@ int fb_errorf(int err, const char *fmt, ...)
 
 /* The last message set on this thread ("" if none). */
 const char *fb_last_error(void);
+
+/* snprintf that reports truncation as -ENAMETOOLONG (for paths and
+ * messages whose cut would change their meaning). */
+int fb_fmt(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

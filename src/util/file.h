@@ -13,4 +13,14 @@ int fb_read_full(int fd, void *buf, size_t len, const char *what);
 /* Writes all of buf, retrying short writes and EINTR. */
 int fb_write_full(int fd, const void *buf, size_t len);
 
+/* Writes a whole file atomically: a temporary name in the same directory,
+ * fsync, rename over path, fsync of the directory. Readers see the old
+ * file or the new one, never a part. */
+int fb_write_file_atomic(const char *path, const void *data, size_t len,
+			 unsigned mode);
+
+/* Reads a small text file (< len bytes) into buf, NUL-terminated, with a
+ * trailing newline removed. */
+int fb_read_text(const char *path, char *buf, size_t len);
+
 #endif

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtqueue.h"
+#include "vmm/bus.h"
 
 #define FB_VIRTIO_MAX_QUEUES 4
 #define FB_VIRTIO_MMIO_CONFIG 0x100 /* device config space offset */

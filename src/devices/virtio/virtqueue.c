@@ -156,8 +156,10 @@ int fb_vq_pop(struct fb_virtqueue *vq, struct fb_vq_chain *chain)
 				 vq->last_avail), vq->size);
 	memcpy(&head, avail + AVAIL_RING_OFF +
 	       2u * (vq->last_avail % vq->size), sizeof(head));
-	memset(chain, 0, offsetof(struct fb_vq_chain, in));
+	/* Not the iovec arrays: only their first nr_in/nr_out are used. */
 	chain->head = head;
+	chain->nr_in = chain->nr_out = 0;
+	chain->in_len = chain->out_len = 0;
 	err = walk_chain(vq, head, chain);
 	if (err < 0)
 		return err;
