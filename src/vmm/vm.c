@@ -16,6 +16,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
 #include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
 #include "devices/virtio/virtio.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -204,6 +205,16 @@ static int setup_virtio(struct fb_vm *vm)
 
 	if (vm->cfg.rng)
 		err = fb_virtio_rng_add(vm);
+	if (!err && vm->cfg.vsock_uds) {
+		struct fb_vsock_config vc = {
+			.guest_cid = vm->cfg.vsock_cid,
+			.uds_path = vm->cfg.vsock_uds,
+		};
+		struct fb_vsock *vsock;
+
+		/* Freed with the other virtio devices (ops->destroy). */
+		err = fb_vsock_create(vm, &vc, &vsock);
+	}
 	return err;
 }
 
