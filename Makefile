@@ -32,11 +32,13 @@ $(B)/libforkbox.a: $(LIB_OBJS)
 $(B)/forkbox: $(CLI_OBJS) $(B)/libforkbox.a
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
 
-# The guest's PID 1 is static: the initramfs has no libc of its own.
-# Never sanitized: it runs in the guest, not in the VMM.
-$(B)/forkbox-init: guest/init.c include/forkbox/guest_proto.h
+# The guest's PID 1 (with the vsock agent) is static: the initramfs has no
+# libc of its own. Never sanitized: it runs in the guest, not in the VMM.
+GUEST_SRCS := $(wildcard guest/*.c)
+$(B)/forkbox-init: $(GUEST_SRCS) $(wildcard guest/*.h) include/forkbox/guest_proto.h \
+                   include/forkbox/agent_proto.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ guest/init.c
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ $(GUEST_SRCS)
 
 $(B)/lab-init: lab/lab-init.c
 	@mkdir -p $(dir $@)
@@ -68,6 +70,15 @@ $(B)/tests/tiny-guest.bin: tests/guest/tiny.S
 $(B)/tests/test_%: tests/unit/test_%.c $(B)/libforkbox.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(B)/libforkbox.a -lcmocka $(LDLIBS)
+
+# The agent's per-connection server, compiled for the host (sanitized like
+# the rest), runs against the real client over socketpairs.
+AGENT_HOST_OBJS := $(patsubst %.c,$(B)/%.o,$(wildcard guest/agent_serve*.c))
+$(B)/tests/test_agent: tests/unit/test_agent.c $(AGENT_HOST_OBJS) $(B)/libforkbox.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(AGENT_HOST_OBJS) $(B)/libforkbox.a \
+	      -lcmocka $(LDLIBS)
+-include $(AGENT_HOST_OBJS:.o=.d)
 
 setup:
 	scripts/setup

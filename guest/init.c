@@ -1,7 +1,9 @@
 /* forkbox-init: the guest's PID 1.
  *
  * Mounts the basic filesystems, reads the command from the kernel command
- * line (see forkbox/guest_proto.h), runs it and powers the VM off. In frame
+ * line (see forkbox/guest_proto.h), runs it and powers the VM off. With
+ * forkbox.agent=1 it runs the vsock agent instead (guest/agent.h), which
+ * serves commands and files from the host until the VM stops. In frame
  * mode (forkbox.out=TTY) the command's output and exit status travel to the
  * host as frames on that tty; in console mode they go to /dev/console as
  * text lines, which is how the same initramfs runs under QEMU for
@@ -10,7 +12,7 @@
  * PID 1 must never exit: the kernel panics when it does. Every path ends in
  * power_off(), which does not return.
  *
- * Standalone and static: libc, Linux headers and guest_proto.h only. */
+ * Static: libc, Linux headers, guest_proto.h and the agent (guest/agent*). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "forkbox/guest_proto.h"
 
 /* Docker-style statuses, as the host's CLI reports them. */
@@ -49,6 +52,7 @@
 struct boot_config {
 	char **argv;                /* NULL: no forkbox.cmd, debug shell */
 	char out_tty[TTY_NAME_MAX]; /* "": console mode */
+	bool agent;                 /* forkbox.agent=1: serve over vsock */
 };
 
 static int console_fd = -1;
@@ -414,6 +418,7 @@ static int parse_cmdline(struct boot_config *cfg)
 {
 	const size_t cmd_key = strlen(FB_CMDLINE_CMD);
 	const size_t out_key = strlen(FB_CMDLINE_OUT);
+	const size_t agent_key = strlen(FB_CMDLINE_AGENT);
 	const char *cmd = NULL, *out = NULL, *p;
 	size_t cmd_len = 0, out_len = 0;
 	char *line = read_cmdline();
@@ -437,6 +442,9 @@ static int parse_cmdline(struct boot_config *cfg)
 		} else if (len >= out_key && strncmp(p, FB_CMDLINE_OUT, out_key) == 0) {
 			out = p + out_key;
 			out_len = len - out_key;
+		} else if (len >= agent_key &&
+			   strncmp(p, FB_CMDLINE_AGENT, agent_key) == 0) {
+			cfg->agent = len == agent_key + 1 && p[agent_key] == '1';
 		}
 		p += len;
 	}
@@ -450,6 +458,8 @@ static int parse_cmdline(struct boot_config *cfg)
 		memcpy(cfg->out_tty, out, out_len);
 		cfg->out_tty[out_len] = '\0';
 	}
+	if (cfg->agent)
+		return 0; /* the agent takes its commands from vsock */
 	if (cmd)
 		return decode_cmd(cmd, cmd_len, &cfg->argv);
 	if (out) {
@@ -811,7 +821,10 @@ int main(void)
 	if (mounted < 0 || parsed < 0)
 		fail_before_command();
 
-	set_environment(!frame_mode);
+	/* The agent's commands get TERM only with a tty they asked for. */
+	set_environment(!frame_mode && !cfg.agent);
+	if (cfg.agent)
+		fb_agent_run(console_fd); /* does not return */
 	if (!frame_mode)
 		say("ready");
 	status = cfg.argv ? run_command(cfg.argv) : run_shell();

@@ -1,0 +1,180 @@
+/* PID 1's agent loop (guest only): load the virtio and vsock modules,
+ * listen on vsock port FB_AGENT_PORT, tell the host we are ready, then
+ * accept connections forever, each served by fb_agent_serve() in a child
+ * process of its own, and reap every child (orphans included) from a
+ * signalfd. Nothing here waits on a timer: poll wakes on a connection or a
+ * SIGCHLD. */
+#include <errno.h>
+#include <linux/vm_sockets.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define MODULES_DIR "/lib/modules"
+#define LISTEN_BACKLOG 128
+
+static int log_fd = -1;
+
+void fbg_log(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	size_t len;
+
+	snprintf(line, sizeof(line), "forkbox-agent: ");
+	len = strlen(line);
+	va_start(ap, fmt);
+	vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
+	va_end(ap);
+	len = strlen(line);
+	line[len++] = '\n'; /* room kept by the - 1 above */
+	if (log_fd >= 0 && write(log_fd, line, len) < 0)
+		log_fd = -1;
+}
+
+static void __attribute__((noreturn)) give_up(void)
+{
+	/* Without vsock nobody can reach us: stop the VM so the host sees
+	 * it at once (with this line on the console) rather than waiting
+	 * out its deadline. */
+	sync();
+	reboot(RB_POWER_OFF);
+	for (;;)
+		pause();
+}
+
+static int vsock_listen(void)
+{
+	struct sockaddr_vm addr = {
+		.svm_family = AF_VSOCK,
+		.svm_cid = VMADDR_CID_ANY,
+		.svm_port = FB_AGENT_PORT,
+	};
+	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0) {
+		fbg_log("socket(AF_VSOCK): %s (is vmw_vsock_virtio_transport "
+			"loaded and a virtio-vsock device present?)", strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    listen(fd, LISTEN_BACKLOG) < 0) {
+		fbg_log("listen on vsock port %u: %s", FB_AGENT_PORT, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The host listens before it boots us, so one try is enough; on failure
+ * the host times out and shows this line from the console. */
+static void say_ready(void)
+{
+	struct sockaddr_vm addr = {
+		.svm_family = AF_VSOCK,
+		.svm_cid = FB_AGENT_HOST_CID,
+		.svm_port = FB_AGENT_READY_PORT,
+	};
+	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		fbg_log("connect to host port %u: %s", FB_AGENT_READY_PORT,
+			strerror(errno));
+	} else if (fbg_send_hello(fd) < 0) {
+		fbg_log("send HELLO to the host: %s", strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static void serve_child(int conn, int listen_fd, int sig_fd)
+{
+	sigset_t none;
+
+	close(listen_fd);
+	close(sig_fd);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	_exit(fb_agent_serve(conn) < 0 ? 1 : 0);
+}
+
+static void accept_all(int listen_fd, int sig_fd)
+{
+	for (;;) {
+		int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		pid_t pid;
+
+		if (conn < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				fbg_log("accept: %s", strerror(errno));
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return;
+		}
+		pid = fork();
+		if (pid == 0)
+			serve_child(conn, listen_fd, sig_fd);
+		if (pid < 0)
+			fbg_log("fork: %s", strerror(errno));
+		close(conn);
+	}
+}
+
+static void reap_all(int sig_fd)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sig_fd, &si, sizeof(si)) > 0)
+		;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+void fb_agent_run(int console_fd)
+{
+	struct pollfd p[2];
+	sigset_t chld;
+	int listen_fd, sig_fd;
+
+	log_fd = console_fd;
+	fbg_load_modules(MODULES_DIR);
+	listen_fd = vsock_listen();
+	if (listen_fd < 0)
+		give_up();
+	/* PID 1 blocked SIGCHLD at start, so no exit is lost before this. */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	sig_fd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sig_fd < 0) {
+		fbg_log("signalfd: %s", strerror(errno));
+		give_up();
+	}
+	say_ready();
+	fbg_log("ready on vsock port %u", FB_AGENT_PORT);
+
+	p[0] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno != EINTR)
+				fbg_log("poll: %s", strerror(errno));
+			continue;
+		}
+		if (p[1].revents)
+			reap_all(sig_fd);
+		if (p[0].revents)
+			accept_all(listen_fd, sig_fd);
+	}
+}
