@@ -14,5 +14,18 @@ int cmd_run(int argc, char **argv);
 int cmd_vm(int argc, char **argv);
 int cmd_initramfs(int argc, char **argv);
 int cmd_host_check(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+
+struct fb_box_spec;
+/* Handles --cpus (c), --mem (m), --kernel (k), --initrd (i): 1 if it was
+ * one of them, 0 if not, -1 on a bad value (message printed). */
+int fb_cli_box_option(const char *cmd, int c, const char *arg,
+		      struct fb_box_spec *spec);
 
 #endif

@@ -12,6 +12,13 @@ struct command {
 static const struct command commands[] = {
 	{ "run", cmd_run, "boot a box, run a command in it, exit with its "
 			  "status" },
+	{ "create", cmd_create, "boot a box that runs on in the background" },
+	{ "exec", cmd_exec, "run a command in a running box" },
+	{ "cp", cmd_cp, "copy files into or out of a box (BOX:PATH)" },
+	{ "ps", cmd_ps, "list boxes" },
+	{ "logs", cmd_logs, "print a box's console log" },
+	{ "stop", cmd_stop, "stop a box" },
+	{ "rm", cmd_rm, "remove a box" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
 	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
 					"Linux guests" },

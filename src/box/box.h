@@ -1,0 +1,59 @@
+/* Detached boxes: a box whose VMM process outlives the command that
+ * created it. Its state is its directory, $FORKBOX_HOME/boxes/ID/:
+ *   lock         the VMM holds an flock on it while it lives (so "is the
+ *                box alive" never trusts a pid that may have been reused)
+ *   pid          the VMM's pid
+ *   name         the box's name, if given
+ *   ready        written (atomically) once the agent said hello:
+ *                boot-to-ready in ms
+ *   exit         written when the VM ended: reason and message
+ *   console.log  the guest console
+ *   vmm.log      the VMM process's own messages
+ *   vsock.sock   the host end of the box's vsock (hybrid protocol) */
+#ifndef FB_BOX_BOX_H
+#define FB_BOX_BOX_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "box/boxdir.h"
+#include "box/boxvm.h"
+
+enum fb_box_state {
+	FB_BOX_STARTING,
+	FB_BOX_RUNNING,
+	FB_BOX_DEAD,
+};
+
+struct fb_box_info {
+	char id[FB_BOX_ID_LEN + 1];
+	char name[64];
+	char dir[PATH_MAX];
+	enum fb_box_state state;
+	pid_t pid;
+	double ready_ms;     /* boot to ready, or -1 */
+	char exit[256];      /* how it ended, for a dead box */
+};
+
+const char *fb_box_state_name(enum fb_box_state s);
+
+/* Creates and boots a detached box; returns when it is ready (or failed),
+ * with its id. name may be NULL. */
+int fb_box_create(const struct fb_box_spec *spec, const char *name,
+		  char id[FB_BOX_ID_LEN + 1]);
+
+/* Finds a box by id, unique id prefix, or name. */
+int fb_box_find(const char *ref, struct fb_box_info *info);
+
+/* Calls fn for each box; stops at the first non-zero return. */
+int fb_box_list(int (*fn)(const struct fb_box_info *info, void *opaque),
+		void *opaque);
+
+/* Stops a box's VMM (SIGTERM, then SIGKILL after timeout_ms). */
+int fb_box_stop(const struct fb_box_info *info, unsigned timeout_ms);
+
+/* Removes a box's directory; a live box needs force (it is stopped). */
+int fb_box_remove(const struct fb_box_info *info, bool force);
+
+#endif

@@ -1,0 +1,221 @@
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/client.h"
+#include "box/boxvm.h"
+#include "forkbox/agent_proto.h"
+#include "util/error.h"
+
+#define DEFAULT_READY_TIMEOUT_MS 60000
+#define AGENT_CMDLINE "console=ttyS0 quiet panic=-1 pci=off " \
+		      FB_CMDLINE_AGENT "1"
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return fb_errorf(-ENAMETOOLONG, "socket path %s is longer than "
+				 "%zu bytes", path, sizeof(addr.sun_path) - 1);
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fb_errorf(-errno, "socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    listen(fd, 8) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return fb_errorf(err, "bind/listen %s: %s", path,
+				 strerror(-err));
+	}
+	return fd;
+}
+
+static void *vm_thread(void *arg)
+{
+	struct fb_box_vm *b = arg;
+	uint64_t one = 1;
+
+	b->run_err = fb_vm_run(b->vm, &b->exit);
+	if (write(b->exited_efd, &one, sizeof(one)) < 0) {
+		/* eventfd writes of 1 cannot fail short of overflow */
+	}
+	return NULL;
+}
+
+/* Waits for the agent's hello on the ready socket, or for the VM to end
+ * first, or for the deadline. */
+static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
+{
+	struct pollfd p[2] = {
+		{ .fd = b->ready_listen_fd, .events = POLLIN },
+		{ .fd = b->exited_efd, .events = POLLIN },
+	};
+	struct fb_agent_hello hello;
+	double left = timeout_ms - (now_ms() - t0);
+	int n, err;
+
+	if (left < 1)
+		left = 1;
+	n = poll(p, 2, (int)left);
+	if (n < 0)
+		return fb_errorf(-errno, "poll: %s", strerror(errno));
+	if (p[1].revents)
+		return fb_errorf(-EIO, "the box ended (%s: %s) before its "
+				 "agent was ready",
+				 fb_vm_exit_reason_name(b->exit.reason),
+				 b->exit.message);
+	if (n == 0)
+		return fb_errorf(-ETIMEDOUT, "the box's agent did not say "
+				 "hello within %u ms", timeout_ms);
+	left = timeout_ms - (now_ms() - t0);
+	err = fb_agent_accept_hello(b->ready_listen_fd,
+				    left < 1 ? 1 : (int)left, &hello);
+	if (err < 0)
+		return err;
+	b->ready_ms = now_ms() - t0;
+	return 0;
+}
+
+int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
+		    struct fb_box_vm **out)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX], ready_sock[PATH_MAX + 16];
+	char console[PATH_MAX + 16];
+	struct fb_vm_config vmc;
+	struct fb_box_vm *b;
+	double t0 = now_ms();
+	int err;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return fb_errorf(-ENOMEM, "calloc for the box");
+	b->exited_efd = b->ready_listen_fd = -1;
+	snprintf(b->dir, sizeof(b->dir), "%s", dir);
+	err = snprintf(b->uds, sizeof(b->uds), "%s/%s", dir,
+		       FB_BOX_VSOCK_NAME) >= (int)sizeof(b->uds) ?
+	      fb_errorf(-ENAMETOOLONG, "box directory path too long") : 0;
+	if (!err && !spec->kernel)
+		err = fb_default_kernel(kernel, sizeof(kernel));
+	if (!err && !spec->initrd)
+		err = fb_default_initrd(initrd, sizeof(initrd));
+	if (err < 0)
+		goto fail;
+	snprintf(console, sizeof(console), "%s/%s", dir, FB_BOX_CONSOLE_NAME);
+	b->console_log = fopen(console, "we");
+	if (!b->console_log) {
+		err = fb_errorf(-errno, "open %s: %s", console,
+				strerror(errno));
+		goto fail;
+	}
+	setvbuf(b->console_log, NULL, _IONBF, 0);
+	/* The agent dials the host as soon as it runs: listen first. */
+	snprintf(ready_sock, sizeof(ready_sock), "%s_%u", b->uds,
+		 FB_AGENT_READY_PORT);
+	snprintf(b->ready_path, sizeof(b->ready_path), "%s", ready_sock);
+	b->ready_listen_fd = listen_unix(ready_sock);
+	if (b->ready_listen_fd < 0) {
+		err = b->ready_listen_fd;
+		goto fail;
+	}
+	b->exited_efd = eventfd(0, EFD_CLOEXEC);
+	if (b->exited_efd < 0) {
+		err = fb_errorf(-errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	vmc = (struct fb_vm_config){
+		.cpus = spec->cpus ? spec->cpus : 1,
+		.mem_mib = spec->mem_mib ? spec->mem_mib : 256,
+		.kernel = spec->kernel ? spec->kernel : kernel,
+		.initrd = spec->initrd ? spec->initrd : initrd,
+		.cmdline = AGENT_CMDLINE,
+		.console_log_fd = fileno(b->console_log),
+		.console_live_fd = spec->console_live_fd,
+		.rng = true,
+		.vsock_uds = b->uds,
+		.vsock_cid = FB_BOX_GUEST_CID,
+	};
+	err = fb_vm_create(&vmc, &b->vm);
+	if (err < 0)
+		goto fail;
+	err = -pthread_create(&b->thread, NULL, vm_thread, b);
+	if (err) {
+		fb_errorf(err, "pthread_create: %s", strerror(-err));
+		goto fail;
+	}
+	b->thread_started = true;
+	err = wait_ready(b, spec->ready_timeout_ms ? spec->ready_timeout_ms :
+			 DEFAULT_READY_TIMEOUT_MS, t0);
+	if (err < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", fb_last_error());
+		fb_box_vm_stop(b);
+		return fb_errorf(err, "%s (console log: %s)", why, console);
+	}
+	*out = b;
+	return 0;
+fail:
+	fb_box_vm_stop(b);
+	return err;
+}
+
+int fb_box_vm_wait(struct fb_box_vm *b, int fd)
+{
+	struct pollfd p[2] = {
+		{ .fd = b->exited_efd, .events = POLLIN },
+		{ .fd = fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(p, fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return fb_errorf(-errno, "poll: %s", strerror(errno));
+		}
+		if (p[0].revents)
+			return 1;
+		if (fd >= 0 && p[1].revents)
+			return 0;
+	}
+}
+
+void fb_box_vm_stop(struct fb_box_vm *b)
+{
+	if (!b)
+		return;
+	if (b->thread_started) {
+		fb_vm_stop(b->vm);
+		pthread_join(b->thread, NULL);
+	}
+	fb_vm_destroy(b->vm);
+	if (b->ready_listen_fd >= 0) {
+		close(b->ready_listen_fd);
+		unlink(b->ready_path);
+	}
+	if (b->exited_efd >= 0)
+		close(b->exited_efd);
+	if (b->console_log)
+		fclose(b->console_log);
+	free(b);
+}

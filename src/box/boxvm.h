@@ -1,0 +1,58 @@
+/* A box's VM running on a thread of this process, with its vsock device
+ * and guest agent: started, waited on until the agent says hello (the box
+ * is ready), and stopped. Both `forkbox run` (in-process) and a detached
+ * box's VMM process (box.c) use it. */
+#ifndef FB_BOX_BOXVM_H
+#define FB_BOX_BOXVM_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "forkbox/forkbox.h"
+
+#define FB_BOX_GUEST_CID 3
+#define FB_BOX_VSOCK_NAME "vsock.sock"
+#define FB_BOX_CONSOLE_NAME "console.log"
+
+struct fb_box_spec {
+	unsigned cpus;
+	uint64_t mem_mib;
+	const char *kernel;         /* NULL: the default guest kernel */
+	const char *initrd;         /* NULL: forkbox's initramfs */
+	unsigned ready_timeout_ms;  /* 0: 60 s */
+	int console_live_fd;        /* -1: none */
+};
+
+struct fb_box_vm {
+	struct fb_vm *vm;
+	pthread_t thread;
+	bool thread_started;
+	int exited_efd;             /* becomes readable when the VM ends */
+	int ready_listen_fd;        /* <uds>_<FB_AGENT_READY_PORT> */
+	struct fb_vm_exit exit;
+	int run_err;
+	char dir[PATH_MAX];
+	char uds[PATH_MAX];         /* host end of the box's vsock */
+	char ready_path[PATH_MAX + 16];
+	FILE *console_log;
+	double ready_ms;            /* VMM start to the agent's hello */
+};
+
+/* Boots the box whose state directory is dir and waits for its agent's
+ * hello (an event, with a deadline). On failure the VM is gone and the
+ * message says why, naming the console log. */
+int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
+		    struct fb_box_vm **out);
+
+/* Blocks until the VM ends by itself or until fd (if >= 0) is readable;
+ * returns 1 if the VM ended, 0 if fd became readable. */
+int fb_box_vm_wait(struct fb_box_vm *b, int fd);
+
+/* Stops the VM (if still running), joins its thread, removes the sockets
+ * and frees everything. */
+void fb_box_vm_stop(struct fb_box_vm *b);
+
+#endif

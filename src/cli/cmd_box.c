@@ -1,0 +1,260 @@
+/* forkbox create, ps, logs, stop, rm: detached boxes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "box/box.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "util/file.h"
+
+static int fail(const char *cmd)
+{
+	fprintf(stderr, "forkbox %s: %s\n", cmd, fb_last_error());
+	return FB_EXIT_OWN_ERROR;
+}
+
+/* --cpus and --mem, shared by create and run. */
+int fb_cli_box_option(const char *cmd, int c, const char *arg,
+		      struct fb_box_spec *spec)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 'c':
+		if (fb_cli_uint(cmd, "--cpus", arg, 1, 255, &v))
+			return -1;
+		spec->cpus = (unsigned)v;
+		return 1;
+	case 'm':
+		if (fb_cli_uint(cmd, "--mem", arg, 64, 65536, &v))
+			return -1;
+		spec->mem_mib = v;
+		return 1;
+	case 'k':
+		spec->kernel = arg;
+		return 1;
+	case 'i':
+		spec->initrd = arg;
+		return 1;
+	}
+	return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct fb_box_spec spec = { .cpus = 1, .mem_mib = 256,
+				    .console_live_fd = -1 };
+	char id[FB_BOX_ID_LEN + 1];
+	const char *name = NULL;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'n') {
+			name = optarg;
+			continue;
+		}
+		if (c == 'h') {
+			printf("usage: forkbox create [--name NAME] [--cpus N] "
+			       "[--mem MiB]\n\nBoots a box that runs on in "
+			       "the background, waits until its agent is\n"
+			       "ready and prints its id. Use it with forkbox "
+			       "exec, cp, logs, stop and rm.\n"
+			       "Defaults: 1 vCPU, 256 MiB.\n");
+			return 0;
+		}
+		r = fb_cli_box_option("create", c, optarg, &spec);
+		if (r < 0)
+			return 2;
+		if (r == 0) {
+			fprintf(stderr, "forkbox create: see forkbox create "
+				"--help\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "forkbox create: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+	if (fb_host_check() < 0 || fb_box_create(&spec, name, id) < 0)
+		return fail("create");
+	printf("%s\n", id);
+	return 0;
+}
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+struct ps_state {
+	bool json;
+	int count;
+};
+
+static int ps_one(const struct fb_box_info *info, void *opaque)
+{
+	struct ps_state *ps = opaque;
+
+	if (ps->json) {
+		printf("%s{\"id\": \"%s\", \"name\": ", ps->count ? ", " : "",
+		       info->id);
+		json_string(info->name);
+		printf(", \"state\": \"%s\", \"pid\": %d, \"ready_ms\": ",
+		       fb_box_state_name(info->state), (int)info->pid);
+		if (info->ready_ms >= 0)
+			printf("%.1f", info->ready_ms);
+		else
+			printf("null");
+		printf(", \"dir\": ");
+		json_string(info->dir);
+		printf(", \"exit\": ");
+		json_string(info->state == FB_BOX_DEAD ? info->exit : "");
+		printf("}");
+	} else {
+		printf("%-12s  %-16s  %-8s  %7d  ", info->id,
+		       info->name[0] ? info->name : "-",
+		       fb_box_state_name(info->state), (int)info->pid);
+		if (info->ready_ms >= 0)
+			printf("%9.0f", info->ready_ms);
+		else
+			printf("%9s", "-");
+		printf("  %s\n", info->state == FB_BOX_DEAD ? info->exit : "");
+	}
+	ps->count++;
+	return 0;
+}
+
+int cmd_ps(int argc, char **argv)
+{
+	struct ps_state ps = { 0 };
+
+	if (argc > 1 && !strcmp(argv[1], "--json")) {
+		ps.json = true;
+	} else if (argc > 1) {
+		printf("usage: forkbox ps [--json]\n\nLists boxes: id, name, "
+		       "state (starting, running, dead), VMM pid,\nboot to "
+		       "ready in ms, and how a dead box ended.\n");
+		return strcmp(argv[1], "--help") ? 2 : 0;
+	}
+	if (ps.json)
+		printf("[");
+	else
+		printf("%-12s  %-16s  %-8s  %7s  %9s  %s\n", "ID", "NAME",
+		       "STATE", "PID", "READY_MS", "EXIT");
+	if (fb_box_list(ps_one, &ps) < 0)
+		return fail("ps");
+	if (ps.json)
+		printf("]\n");
+	return 0;
+}
+
+/* The one BOX argument of logs, stop and rm. */
+static int one_box(const char *cmd, int argc, char **argv, int first,
+		   struct fb_box_info *info)
+{
+	if (first >= argc) {
+		fprintf(stderr, "forkbox %s: which box? (see forkbox ps)\n",
+			cmd);
+		return 2;
+	}
+	if (fb_box_find(argv[first], info) < 0)
+		return fail(cmd);
+	return 0;
+}
+
+int cmd_logs(int argc, char **argv)
+{
+	struct fb_box_info info;
+	char path[PATH_MAX + 32], buf[65536];
+	ssize_t n;
+	int fd, r;
+
+	if (argc > 1 && !strcmp(argv[1], "--help")) {
+		printf("usage: forkbox logs BOX\n\nPrints the box's guest "
+		       "console log.\n");
+		return 0;
+	}
+	r = one_box("logs", argc, argv, 1, &info);
+	if (r)
+		return r;
+	snprintf(path, sizeof(path), "%s/%s", info.dir, FB_BOX_CONSOLE_NAME);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "forkbox logs: open %s: %s\n", path,
+			strerror(errno));
+		return FB_EXIT_OWN_ERROR;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (fb_write_full(STDOUT_FILENO, buf, (size_t)n) < 0)
+			break;
+	close(fd);
+	return 0;
+}
+
+int cmd_stop(int argc, char **argv)
+{
+	struct fb_box_info info;
+	int r;
+
+	if (argc > 1 && !strcmp(argv[1], "--help")) {
+		printf("usage: forkbox stop BOX\n\nStops the box's VM (its "
+		       "VMM gets SIGTERM, then SIGKILL after 10 s).\nThe box "
+		       "stays listed as dead until forkbox rm.\n");
+		return 0;
+	}
+	r = one_box("stop", argc, argv, 1, &info);
+	if (r)
+		return r;
+	if (fb_box_stop(&info, 10000) < 0)
+		return fail("stop");
+	return 0;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+	struct fb_box_info info;
+	bool force = false;
+	int first = 1, r;
+
+	if (argc > 1 && !strcmp(argv[1], "--help")) {
+		printf("usage: forkbox rm [-f] BOX\n\nRemoves a stopped or "
+		       "dead box and its files; -f stops a running one "
+		       "first.\n");
+		return 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "-f")) {
+		force = true;
+		first = 2;
+	}
+	r = one_box("rm", argc, argv, first, &info);
+	if (r)
+		return r;
+	if (fb_box_remove(&info, force) < 0)
+		return fail("rm");
+	return 0;
+}

@@ -1,0 +1,95 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "box/boxio.h"
+#include "cli/commands.h"
+#include "cli/exec_opts.h"
+#include "cli/options.h"
+#include "forkbox/forkbox.h"
+
+int fb_exec_opt(const char *cmd, int c, const char *arg,
+		struct fb_exec_opts *o)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 'e':
+		if (!strchr(arg, '=') || arg[0] == '=') {
+			fprintf(stderr, "forkbox %s: --env '%s': expected "
+				"NAME=VALUE\n", cmd, arg);
+			return -1;
+		}
+		if (o->nr_env == FB_CLI_MAX_ENV) {
+			fprintf(stderr, "forkbox %s: more than %d --env\n",
+				cmd, FB_CLI_MAX_ENV);
+			return -1;
+		}
+		o->env[o->nr_env++] = arg;
+		return 1;
+	case 'w':
+		o->workdir = arg;
+		return 1;
+	case 't':
+		if (fb_cli_uint(cmd, "--timeout", arg, 1, 86400, &v))
+			return -1;
+		o->timeout_s = (unsigned)v;
+		return 1;
+	}
+	return 0;
+}
+
+static int signal_wfd = -1;
+
+static void forward_signal(int sig)
+{
+	if (signal_wfd >= 0)
+		fb_agent_signal(signal_wfd, sig);
+}
+
+int fb_exec_in_box(const char *cmd, const char *uds,
+		   const struct fb_exec_opts *o, char **argv)
+{
+	struct fb_agent_exec_req req = {
+		.argv = (const char *const *)argv,
+		.env = o->nr_env ? o->env : NULL,
+		.cwd = o->workdir,
+		.tty = o->tty,
+		.timeout_ms = o->timeout_s * 1000,
+		.signal_fd = -1,
+	};
+	struct sigaction sa = { .sa_handler = forward_signal };
+	int pipefd[2], status = 0, err;
+
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) == 0) {
+		req.signal_fd = pipefd[0];
+		signal_wfd = pipefd[1];
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
+	err = fb_box_exec(uds, &req, o->interactive ? STDIN_FILENO : -1,
+			  STDOUT_FILENO, STDERR_FILENO, &status);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	if (req.signal_fd >= 0) {
+		signal_wfd = -1;
+		close(pipefd[0]);
+		close(pipefd[1]);
+	}
+	if (err == -ETIMEDOUT) {
+		fprintf(stderr, "forkbox %s: the command ran past --timeout "
+			"%u s and was killed\n", cmd, o->timeout_s);
+		return 124;
+	}
+	if (err < 0) {
+		fprintf(stderr, "forkbox %s: %s\n", cmd, fb_last_error());
+		return FB_EXIT_OWN_ERROR;
+	}
+	return status;
+}
