@@ -16,7 +16,9 @@ int fb_box_new_id(char id[FB_BOX_ID_LEN + 1])
 {
 	unsigned char raw[FB_BOX_ID_LEN / 2];
 
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+	/* Ids need to be unique, not secret: never wait for the CRNG. */
+	if (getrandom(raw, sizeof(raw), GRND_INSECURE) != (ssize_t)sizeof(raw) &&
+	    getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
 		return fb_errorf(-errno, "getrandom: %s", strerror(errno));
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(id + 2 * i, 3, "%02x", raw[i]);
