@@ -11,6 +11,9 @@
  *   n  the kernel's panic line, then a reset
  *   t  triple fault             h  halt for ever (for timeouts)
  *   g  garbage to every port from 0 to 0x3ff and to unclaimed MMIO, then off
+ *   v  drives the first virtio-mmio device (boot it with virtio-rng) with
+ *      a descriptor that chains to itself, then halts: a hostile driver
+ *   w  the same, with a buffer far outside guest RAM and a huge length
  *   anything else: ACPI S5 power-off
  */
 	.text
@@ -58,6 +61,10 @@ entry64:
 	je hang
 	cmp $'g', %al
 	je garbage
+	cmp $'v', %al
+	je virtio_loop
+	cmp $'w', %al
+	je virtio_wild
 poweroff:
 	mov $0x3c0, %dx
 	mov $0x34, %al          /* SLP_EN | SLP_TYP 5 */
@@ -141,6 +148,51 @@ garbage:
 	movabs $0xf0000000, %rax
 	movq $-1, (%rax)
 	jmp poweroff
+
+/* Sets up queue 0 of the virtio-mmio device at 0xd0000000 with its rings
+ * at 2 MiB, then descriptor 0 from %rax (address), %ecx (length), %dx
+ * (flags), offers it and notifies. */
+virtio_attack:
+	movabs $0xd0000000, %rbx
+	movl $0, 0x70(%rbx)
+	movl $1, 0x70(%rbx)
+	movl $3, 0x70(%rbx)
+	movl $1, 0x24(%rbx)
+	movl $1, 0x20(%rbx)     /* VIRTIO_F_VERSION_1 */
+	movl $0xb, 0x70(%rbx)
+	movl $0, 0x30(%rbx)
+	movl $16, 0x38(%rbx)
+	movl $0x200000, 0x80(%rbx)
+	movl $0, 0x84(%rbx)
+	movl $0x201000, 0x90(%rbx)
+	movl $0, 0x94(%rbx)
+	movl $0x202000, 0xa0(%rbx)
+	movl $0, 0xa4(%rbx)
+	movl $1, 0x44(%rbx)
+	movl $0xf, 0x70(%rbx)   /* DRIVER_OK */
+	mov $0x200000, %rdi
+	mov %rax, (%rdi)
+	movl %ecx, 8(%rdi)
+	movw %dx, 12(%rdi)
+	movw $0, 14(%rdi)       /* next: itself */
+	mov $0x201000, %rdi
+	movw $0, (%rdi)
+	movw $0, 4(%rdi)        /* ring[0]: descriptor 0 */
+	movw $1, 2(%rdi)        /* idx */
+	movl $0, 0x50(%rbx)     /* notify queue 0 */
+	jmp hang
+
+virtio_loop:
+	mov $0x300000, %rax
+	mov $16, %ecx
+	mov $3, %dx             /* NEXT | WRITE, next = 0: a loop */
+	jmp virtio_attack
+
+virtio_wild:
+	movabs $0x7fff00000000, %rax
+	mov $0x7fffffff, %ecx
+	mov $2, %dx             /* WRITE */
+	jmp virtio_attack
 
 panic_msg:
 	.ascii "Kernel panic - not syncing: tiny guest panics on purpose\n\0"

@@ -106,6 +106,36 @@ static void test_garbage_io_survives(void **state)
 			 FB_VM_EXIT_POWEROFF);
 }
 
+/* A hostile virtio driver: the VM stops with a message naming the device
+ * and what it did; the host process goes on (this test still runs). */
+static void hostile_virtio(const char *cmdline, const char *why)
+{
+	struct fb_vm_config cfg = {
+		.cpus = 1, .mem_mib = 32, .kernel = tiny(), .cmdline = cmdline,
+		.console_log_fd = -1, .console_live_fd = -1, .rng = true,
+		.timeout_ms = 20000,
+	};
+	struct fb_vm_exit ex;
+	struct fb_vm *vm;
+
+	assert_int_equal(fb_vm_create(&cfg, &vm), 0);
+	assert_int_equal(fb_vm_run(vm, &ex), 0);
+	fb_vm_destroy(vm);
+	assert_int_equal(ex.reason, FB_VM_EXIT_CRASH);
+	assert_non_null(strstr(ex.message, "virtio-rng"));
+	assert_non_null(strstr(ex.message, why));
+}
+
+static void test_virtio_descriptor_loop(void **state)
+{
+	hostile_virtio("v", "loops");
+}
+
+static void test_virtio_wild_buffer(void **state)
+{
+	hostile_virtio("w", "not in RAM");
+}
+
 static void test_bad_kernel(void **state)
 {
 	char path[] = "/tmp/fb-badkernel-XXXXXX";
@@ -211,6 +241,8 @@ int main(void)
 		cmocka_unit_test(test_smp_poweroff),
 		cmocka_unit_test(test_garbage_io_survives),
 		cmocka_unit_test(test_bad_kernel),
+		cmocka_unit_test(test_virtio_descriptor_loop),
+		cmocka_unit_test(test_virtio_wild_buffer),
 		cmocka_unit_test(test_run_channel),
 		cmocka_unit_test(test_run_command_too_long),
 		cmocka_unit_test(test_hostile_frame_is_refused),
