@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <string.h>
 
 #include "devices/serial.h"
@@ -213,4 +214,43 @@ size_t fb_serial_input(struct fb_serial *s, const uint8_t *data, size_t len)
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+void fb_serial_save(struct fb_serial *s, struct fb_serial_state *st)
+{
+	pthread_mutex_lock(&s->lock);
+	*st = (struct fb_serial_state){
+		.ier = s->ier, .lcr = s->lcr, .mcr = s->mcr, .lsr = s->lsr,
+		.msr = s->msr, .scr = s->scr, .dll = s->dll, .dlm = s->dlm,
+		.fcr = s->fcr, .thr_irq_pending = s->thr_irq_pending,
+		.rx_head = s->rx_head, .rx_count = s->rx_count,
+		.irq_level = s->irq_level,
+	};
+	memcpy(st->rx, s->rx, sizeof(st->rx));
+	pthread_mutex_unlock(&s->lock);
+}
+
+int fb_serial_restore(struct fb_serial *s, const struct fb_serial_state *st)
+{
+	if (st->rx_head >= FB_SERIAL_RX_FIFO || st->rx_count > FB_SERIAL_RX_FIFO)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	s->ier = st->ier;
+	s->lcr = st->lcr;
+	s->mcr = st->mcr;
+	s->lsr = st->lsr;
+	s->msr = st->msr;
+	s->scr = st->scr;
+	s->dll = st->dll;
+	s->dlm = st->dlm;
+	s->fcr = st->fcr;
+	s->thr_irq_pending = st->thr_irq_pending;
+	memcpy(s->rx, st->rx, sizeof(s->rx));
+	s->rx_head = st->rx_head;
+	s->rx_count = st->rx_count;
+	/* The irqchip's state comes back separately; recompute ours. */
+	s->irq_level = 0;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

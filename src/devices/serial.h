@@ -34,6 +34,19 @@ struct fb_serial {
 
 extern const struct fb_io_ops fb_serial_ops;
 
+/* The UART's plain-data state, for snapshots. */
+struct fb_serial_state {
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	uint8_t thr_irq_pending;
+	uint8_t rx[FB_SERIAL_RX_FIFO];
+	uint32_t rx_head, rx_count;
+	int32_t irq_level;
+};
+
+void fb_serial_save(struct fb_serial *s, struct fb_serial_state *st);
+/* Refuses a state whose FIFO indexes are out of range. */
+int fb_serial_restore(struct fb_serial *s, const struct fb_serial_state *st);
+
 void fb_serial_init(struct fb_serial *s, unsigned irq, fb_serial_sink sink,
 		    void *sink_opaque, fb_serial_irq set_irq, void *irq_opaque);
 void fb_serial_release(struct fb_serial *s);

@@ -8,7 +8,7 @@
 
 int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size)
 {
-	uint64_t low = ram_size;
+	uint8_t *host;
 
 	memset(mem, 0, sizeof(*mem));
 	if (ram_size < (16ull << 20))
@@ -16,14 +16,26 @@ int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size)
 				 "(16 MiB at least)",
 				 (unsigned long long)(ram_size >> 20));
 	/* NORESERVE: a box pays only for the pages its guest touches. */
-	mem->mapping = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (mem->mapping == MAP_FAILED) {
-		mem->mapping = NULL;
+	host = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (host == MAP_FAILED)
 		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
 				 (unsigned long long)(ram_size >> 20),
 				 strerror(errno));
-	}
+	return fb_guest_mem_init_mapped(mem, ram_size, host);
+}
+
+int fb_guest_mem_init_mapped(struct fb_guest_mem *mem, uint64_t ram_size,
+			     uint8_t *host)
+{
+	uint64_t low = ram_size;
+
+	memset(mem, 0, sizeof(*mem));
+	if (ram_size < (16ull << 20))
+		return fb_errorf(-EINVAL, "guest memory %llu MiB is too small "
+				 "(16 MiB at least)",
+				 (unsigned long long)(ram_size >> 20));
+	mem->mapping = host;
 	mem->mapping_size = ram_size;
 	mem->ram_size = ram_size;
 	if (low > FB_MMIO_HOLE_START)

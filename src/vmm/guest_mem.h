@@ -28,6 +28,10 @@ struct fb_guest_mem {
 /* Maps ram_size bytes of anonymous memory and lays the regions out
  * around the MMIO hole below 4 GiB. */
 int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size);
+/* The same layout over a mapping the caller made (a restored snapshot's
+ * memory); mem takes it over and unmaps it on release. */
+int fb_guest_mem_init_mapped(struct fb_guest_mem *mem, uint64_t ram_size,
+			     uint8_t *host);
 void fb_guest_mem_release(struct fb_guest_mem *mem);
 
 /* A host pointer to [gpa, gpa + len) if the range lies inside one region,

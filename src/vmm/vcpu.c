@@ -162,6 +162,24 @@ static void handle_exit(struct fb_vcpu *vcpu)
 	}
 }
 
+/* Completes a pending I/O instruction (KVM needs one more KVM_RUN for it:
+ * immediate_exit makes that run return at once), then parks until resumed. */
+static void park(struct fb_vcpu *vcpu)
+{
+	struct fb_vm *vm = vcpu->vm;
+
+	vcpu->run->immediate_exit = 1;
+	(void)ioctl(vcpu->fd, KVM_RUN, 0);
+	vcpu->run->immediate_exit = 0;
+	pthread_mutex_lock(&vm->lock);
+	vm->nr_parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (vm->pause_requested && vm->exit_reason == FB_VM_RUNNING)
+		pthread_cond_wait(&vm->pause_cond, &vm->lock);
+	vm->nr_parked--;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void *fb_vcpu_thread(void *arg)
 {
 	struct fb_vcpu *vcpu = arg;
@@ -173,6 +191,10 @@ void *fb_vcpu_thread(void *arg)
 		return NULL;
 	}
 	while (!stopping(vm)) {
+		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE)) {
+			park(vcpu);
+			continue;
+		}
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

@@ -63,7 +63,34 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 		}
 		__atomic_store_n(&vm->exit_reason, reason, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&vm->stopped_cond);
+		pthread_cond_broadcast(&vm->pause_cond);
 	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int fb_vm_pause(struct fb_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		fb_vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->nr_parked < vm->nr_vcpus &&
+	       vm->exit_reason == FB_VM_RUNNING)
+		pthread_cond_wait(&vm->pause_cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->exit_reason != FB_VM_RUNNING)
+		return fb_errorf(-ESRCH, "the VM has stopped (%s)",
+				 fb_vm_exit_reason_name(vm->exit_reason));
+	return 0;
+}
+
+void fb_vm_resume(struct fb_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->lock);
 }
 
@@ -327,6 +354,7 @@ int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 		pthread_condattr_init(&attr);
 		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 		pthread_cond_init(&vm->stopped_cond, &attr);
+		pthread_cond_init(&vm->pause_cond, NULL);
 		pthread_condattr_destroy(&attr);
 	}
 	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
@@ -454,6 +482,7 @@ void fb_vm_destroy(struct fb_vm *vm)
 	fb_serial_release(&vm->com1);
 	fb_serial_release(&vm->com2);
 	pthread_cond_destroy(&vm->stopped_cond);
+	pthread_cond_destroy(&vm->pause_cond);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
 }

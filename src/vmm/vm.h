@@ -59,8 +59,19 @@ struct fb_vm {
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t stopped_cond;
 	enum fb_vm_exit_reason exit_reason;
+	/* Pausing: vCPU threads park outside KVM_RUN while pause_requested,
+	 * counting themselves in nr_parked; pause_cond wakes both sides. */
+	bool pause_requested;
+	unsigned nr_parked;
+	pthread_cond_t pause_cond;
 	char exit_message[256];
 };
+
+/* Parks every vCPU outside KVM_RUN, with any half-done port I/O completed,
+ * so that their state can be read; returns when all are parked (or the
+ * VM has stopped). fb_vm_resume lets them go on. */
+int fb_vm_pause(struct fb_vm *vm);
+void fb_vm_resume(struct fb_vm *vm);
 
 /* Drives a GSI line of the in-kernel irqchip. */
 void fb_vm_irq_line(struct fb_vm *vm, unsigned gsi, int level);

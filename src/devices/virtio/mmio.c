@@ -359,3 +359,74 @@ void fb_virtio_mmio_free(struct fb_virtio_device *d)
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
+
+void fb_virtio_save(struct fb_virtio_device *d, struct fb_virtio_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&d->lock);
+	st->device_id = d->ops->device_id;
+	st->status = __atomic_load_n(&d->status, __ATOMIC_SEQ_CST);
+	st->driver_features = d->driver_features;
+	st->device_features_sel = d->device_features_sel;
+	st->driver_features_sel = d->driver_features_sel;
+	st->queue_sel = d->queue_sel;
+	st->interrupt_status = __atomic_load_n(&d->interrupt_status,
+					       __ATOMIC_SEQ_CST);
+	st->config_generation = d->config_generation;
+	st->nr_queues = d->ops->nr_queues;
+	for (unsigned i = 0; i < d->ops->nr_queues; i++) {
+		const struct fb_virtqueue *q = &d->queues[i];
+
+		st->queues[i] = (struct fb_virtio_queue_state){
+			q->desc_gpa, q->avail_gpa, q->used_gpa, q->size,
+			q->last_avail, q->used_idx, q->ready,
+		};
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+int fb_virtio_restore(struct fb_virtio_device *d,
+		      const struct fb_virtio_state *st)
+{
+	int err = 0;
+
+	if (st->device_id != d->ops->device_id ||
+	    st->nr_queues != d->ops->nr_queues)
+		return fb_errorf(-EINVAL, "%s: the snapshot holds a device of "
+				 "id %u with %u queues", d->ops->name,
+				 st->device_id, st->nr_queues);
+	pthread_mutex_lock(&d->lock);
+	d->driver_features = st->driver_features;
+	d->device_features_sel = st->device_features_sel;
+	d->driver_features_sel = st->driver_features_sel;
+	d->queue_sel = st->queue_sel;
+	d->config_generation = st->config_generation;
+	for (unsigned i = 0; i < d->ops->nr_queues && !err; i++) {
+		const struct fb_virtio_queue_state *qs = &st->queues[i];
+		struct fb_virtqueue *q = &d->queues[i];
+
+		fb_vq_reset(q);
+		q->desc_gpa = qs->desc_gpa;
+		q->avail_gpa = qs->avail_gpa;
+		q->used_gpa = qs->used_gpa;
+		q->size = qs->size;
+		if (!qs->ready)
+			continue;
+		if (qs->size > d->ops->queue_max_size) {
+			err = fb_errorf(-EINVAL, "%s: queue %u of size %u",
+					d->ops->name, i, qs->size);
+			break;
+		}
+		err = fb_vq_activate(q, d->mem);
+		q->last_avail = qs->last_avail;
+		q->used_idx = qs->used_idx;
+		q->ready = !err;
+	}
+	__atomic_store_n(&d->interrupt_status, st->interrupt_status,
+			 __ATOMIC_SEQ_CST);
+	__atomic_store_n(&d->status, st->status, __ATOMIC_SEQ_CST);
+	if (!err && (st->status & VIRTIO_STATUS_DRIVER_OK) && d->ops->activate)
+		err = d->ops->activate(d);
+	pthread_mutex_unlock(&d->lock);
+	return err;
+}

@@ -95,6 +95,31 @@ void fb_virtio_mmio_free(struct fb_virtio_device *d);
 /* Tells the driver that used buffers are waiting (any thread). */
 void fb_virtio_signal_used(struct fb_virtio_device *d);
 
+/* The transport's plain-data state, for snapshots. */
+struct fb_virtio_queue_state {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t size, last_avail, used_idx;
+	uint8_t ready;
+};
+
+struct fb_virtio_state {
+	uint32_t device_id;
+	uint32_t status;
+	uint64_t driver_features;
+	uint32_t device_features_sel, driver_features_sel, queue_sel;
+	uint32_t interrupt_status;
+	uint32_t config_generation;
+	uint32_t nr_queues;
+	struct fb_virtio_queue_state queues[FB_VIRTIO_MAX_QUEUES];
+};
+
+void fb_virtio_save(struct fb_virtio_device *d, struct fb_virtio_state *st);
+/* Checks the state against the device and guest memory (a snapshot is
+ * input like any other), sets the queues up and, if the driver was
+ * running, activates the device. */
+int fb_virtio_restore(struct fb_virtio_device *d,
+		      const struct fb_virtio_state *st);
+
 /* The driver broke the protocol: the VM stops with a message naming the
  * device (a hostile guest may only kill its own VM). */
 void fb_virtio_fail(struct fb_virtio_device *d, const char *what);
