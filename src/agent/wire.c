@@ -133,6 +133,8 @@ int fba_recv(int fd, struct fba_msg *m, uint32_t cap, int64_t deadline,
 	struct fba_reader r;
 	int ret;
 
+	/* *m is always valid to free, whatever happens below. */
+	memset(m, 0, sizeof(*m));
 	memset(&r, 0, sizeof(r));
 	while ((ret = fba_read_step(fd, &r, cap)) == 0)
 		if ((ret = fba_wait(fd, POLLIN, deadline)) < 0)

@@ -24,6 +24,10 @@ struct fb_box_spec {
 	const char *initrd;         /* NULL: forkbox's initramfs */
 	unsigned ready_timeout_ms;  /* 0: 60 s */
 	int console_live_fd;        /* -1: none */
+	bool no_jail;               /* --no-jail: the VMM runs unjailed
+				     * (debugging only; src/jail/) */
+	bool attached;              /* the VMM dies with the process that
+				     * created the box (forkbox run) */
 };
 
 struct fb_box_vm {
@@ -39,6 +43,9 @@ struct fb_box_vm {
 	char ready_path[PATH_MAX + 16];
 	FILE *console_log;
 	double ready_ms;            /* VMM start to the agent's hello */
+	/* The snapshot the guest memory last matched (taken or restored
+	 * from): a diff snapshot's parent. Empty if none. */
+	char last_snapshot[PATH_MAX];
 };
 
 /* Boots the box whose state directory is dir and waits for its agent's
@@ -50,6 +57,11 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 /* Blocks until the VM ends by itself or until fd (if >= 0) is readable;
  * returns 1 if the VM ended, 0 if fd became readable. */
 int fb_box_vm_wait(struct fb_box_vm *b, int fd);
+
+/* Snapshots the running box to a new directory (args: "DIR" or
+ * "DIR diff"); the box runs on. detail gets a one-line summary. */
+int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
+		       size_t detail_len);
 
 /* Stops the VM (if still running), joins its thread, removes the sockets
  * and frees everything. */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -50,8 +51,55 @@ int fb_guest_mem_init_mapped(struct fb_guest_mem *mem, uint64_t ram_size,
 	return 0;
 }
 
+static uint64_t bitmap_words(const struct fb_guest_mem *mem)
+{
+	uint64_t pages = (mem->mapping_size + FB_PAGE_SIZE - 1) / FB_PAGE_SIZE;
+
+	return (pages + 63) / 64;
+}
+
+int fb_guest_mem_track_start(struct fb_guest_mem *mem)
+{
+	if (!mem->vmm_dirty) {
+		mem->vmm_dirty = calloc(bitmap_words(mem), sizeof(uint64_t));
+		if (!mem->vmm_dirty)
+			return fb_errorf(-ENOMEM, "calloc for the dirty bitmap");
+		return 0;
+	}
+	memset(mem->vmm_dirty, 0, bitmap_words(mem) * sizeof(uint64_t));
+	return 0;
+}
+
+void fb_guest_mem_mark_dirty(const struct fb_guest_mem *mem, uint64_t gpa,
+			     uint64_t len)
+{
+	uint8_t *host;
+	uint64_t first, last;
+
+	if (!mem->vmm_dirty || !len)
+		return;
+	host = fb_gpa_ptr(mem, gpa, len);
+	if (!host)
+		return;
+	first = (uint64_t)(host - mem->mapping) / FB_PAGE_SIZE;
+	last = ((uint64_t)(host - mem->mapping) + len - 1) / FB_PAGE_SIZE;
+	for (uint64_t p = first; p <= last; p++)
+		__atomic_fetch_or(&mem->vmm_dirty[p / 64], 1ull << (p % 64),
+				  __ATOMIC_RELAXED);
+}
+
+void fb_guest_mem_take_dirty(struct fb_guest_mem *mem, uint64_t *bitmap)
+{
+	if (!mem->vmm_dirty)
+		return;
+	for (uint64_t i = 0; i < bitmap_words(mem); i++)
+		bitmap[i] |= __atomic_exchange_n(&mem->vmm_dirty[i], 0,
+						 __ATOMIC_RELAXED);
+}
+
 void fb_guest_mem_release(struct fb_guest_mem *mem)
 {
+	free(mem->vmm_dirty);
 	if (mem->mapping)
 		munmap(mem->mapping, mem->mapping_size);
 	memset(mem, 0, sizeof(*mem));

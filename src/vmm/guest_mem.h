@@ -23,7 +23,22 @@ struct fb_guest_mem {
 	uint64_t ram_size; /* sum of the regions */
 	uint8_t *mapping;  /* one host mapping behind all regions */
 	size_t mapping_size;
+	/* Pages the VMM itself wrote (used rings, device buffers), which
+	 * KVM's dirty log cannot see: one bit per 4 KiB page of the host
+	 * mapping, or NULL while nobody tracks. */
+	uint64_t *vmm_dirty;
 };
+
+#define FB_PAGE_SIZE 4096ull
+
+/* Starts (or restarts, cleared) tracking of VMM writes. */
+int fb_guest_mem_track_start(struct fb_guest_mem *mem);
+/* Marks [gpa, gpa + len) written by the VMM; a no-op when not tracking. */
+void fb_guest_mem_mark_dirty(const struct fb_guest_mem *mem, uint64_t gpa,
+			     uint64_t len);
+/* ORs the VMM's dirty bits into bitmap (host-mapping page order) and
+ * clears them. */
+void fb_guest_mem_take_dirty(struct fb_guest_mem *mem, uint64_t *bitmap);
 
 /* Maps ram_size bytes of anonymous memory and lays the regions out
  * around the MMIO hole below 4 GiB. */

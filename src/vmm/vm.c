@@ -80,14 +80,25 @@ int fb_vm_pause(struct fb_vm *vm)
 	       vm->exit_reason == FB_VM_RUNNING)
 		pthread_cond_wait(&vm->pause_cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
-	if (vm->exit_reason != FB_VM_RUNNING)
+	if (vm->exit_reason != FB_VM_RUNNING) {
+		fb_vm_resume(vm);
 		return fb_errorf(-ESRCH, "the VM has stopped (%s)",
 				 fb_vm_exit_reason_name(vm->exit_reason));
+	}
+	/* Then the devices' own threads. */
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		if (vm->virtio[i]->ops->quiesce)
+			vm->virtio[i]->ops->quiesce(vm->virtio[i]);
 	return 0;
 }
 
 void fb_vm_resume(struct fb_vm *vm)
 {
+	if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
+	    vm->nr_parked == vm->nr_vcpus)
+		for (unsigned i = 0; i < vm->nr_virtio; i++)
+			if (vm->virtio[i]->ops->unquiesce)
+				vm->virtio[i]->ops->unquiesce(vm->virtio[i]);
 	pthread_mutex_lock(&vm->lock);
 	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vm->pause_cond);
@@ -182,16 +193,13 @@ static int setup_devices(struct fb_vm *vm)
 	return err;
 }
 
-static int setup_memory(struct fb_vm *vm)
+static int set_slots(struct fb_vm *vm, uint32_t flags)
 {
-	int err = fb_guest_mem_init(&vm->mem, vm->cfg.mem_mib << 20);
-
-	if (err < 0)
-		return err;
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		struct fb_mem_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region region = {
 			.slot = (uint32_t)i,
+			.flags = flags,
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->host,
@@ -202,6 +210,53 @@ static int setup_memory(struct fb_vm *vm)
 					 "slot %d: %s", i, strerror(errno));
 	}
 	return 0;
+}
+
+int fb_vm_dirty_start(struct fb_vm *vm)
+{
+	int err = fb_guest_mem_track_start(&vm->mem);
+
+	return err ? err : set_slots(vm, KVM_MEM_LOG_DIRTY_PAGES);
+}
+
+int fb_vm_dirty_fetch(struct fb_vm *vm, uint64_t *bitmap)
+{
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		struct fb_mem_region *r = &vm->mem.regions[i];
+		uint64_t pages = r->size / FB_PAGE_SIZE;
+		uint64_t base = (uint64_t)(r->host - vm->mem.mapping) /
+				FB_PAGE_SIZE;
+		struct kvm_dirty_log log = { .slot = (uint32_t)i };
+		uint64_t *slot_bits = calloc((pages + 63) / 64, 8);
+
+		if (!slot_bits)
+			return fb_errorf(-ENOMEM, "calloc for the dirty log");
+		log.dirty_bitmap = slot_bits;
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+			int err = -errno;
+
+			free(slot_bits);
+			return fb_errorf(err, "KVM_GET_DIRTY_LOG slot %d: %s",
+					 i, strerror(-err));
+		}
+		for (uint64_t p = 0; p < pages; p++)
+			if (slot_bits[p / 64] & (1ull << (p % 64)))
+				bitmap[(base + p) / 64] |= 1ull <<
+							   ((base + p) % 64);
+		free(slot_bits);
+	}
+	fb_guest_mem_take_dirty(&vm->mem, bitmap);
+	return 0;
+}
+
+static int setup_memory(struct fb_vm *vm)
+{
+	int err = vm->cfg.restore_mem ?
+		  fb_guest_mem_init_mapped(&vm->mem, vm->cfg.mem_mib << 20,
+					   vm->cfg.restore_mem) :
+		  fb_guest_mem_init(&vm->mem, vm->cfg.mem_mib << 20);
+
+	return err ? err : set_slots(vm, 0);
 }
 
 static int setup_irqchip(struct fb_vm *vm)
@@ -335,7 +390,7 @@ int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 	if (cfg->cpus < 1 || cfg->cpus > 255)
 		return fb_errorf(-EINVAL, "--cpus %u: must be 1..255",
 				 cfg->cpus);
-	if (!cfg->kernel)
+	if (!cfg->kernel && !cfg->restore_mem)
 		return fb_errorf(-EINVAL, "no kernel given");
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -377,7 +432,8 @@ int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 		err = setup_virtio(vm);
 	if (!err)
 		err = setup_vcpus(vm);
-	if (!err)
+	/* A restore's memory and registers come from its snapshot. */
+	if (!err && !cfg->restore_mem)
 		err = setup_boot(vm);
 	if (!err)
 		err = fb_vcpu_signal_setup();

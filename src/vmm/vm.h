@@ -73,6 +73,12 @@ struct fb_vm {
 int fb_vm_pause(struct fb_vm *vm);
 void fb_vm_resume(struct fb_vm *vm);
 
+/* Dirty pages since the last call, for diff snapshots: KVM's dirty log
+ * (turned on by fb_vm_dirty_start) and the VMM's own writes, as one bit
+ * per 4 KiB page of the guest memory's host mapping. */
+int fb_vm_dirty_start(struct fb_vm *vm);
+int fb_vm_dirty_fetch(struct fb_vm *vm, uint64_t *bitmap);
+
 /* Drives a GSI line of the in-kernel irqchip. */
 void fb_vm_irq_line(struct fb_vm *vm, unsigned gsi, int level);
 

@@ -14,6 +14,11 @@
  *   v  drives the first virtio-mmio device (boot it with virtio-rng) with
  *      a descriptor that chains to itself, then halts: a hostile driver
  *   w  the same, with a buffer far outside guest RAM and a huge length
+ *   z  counts for ever (for snapshot tests): "int\n", then a line "z" +
+ *      the count in 16 hex digits for 1, 2, 3...; the count is in %r12 and
+ *      at 3 MiB, and any copy that disagrees prints "BAD\n" and powers off.
+ *      "zf" also keeps it in %xmm0 ("sse\n") and, with AVX, in %ymm1's
+ *      upper half ("avx\n") (KVM-PVM cannot run these from this guest)
  *   anything else: ACPI S5 power-off
  */
 	.text
@@ -65,6 +70,8 @@ entry64:
 	je virtio_loop
 	cmp $'w', %al
 	je virtio_wild
+	cmp $'z', %al
+	je count
 poweroff:
 	mov $0x3c0, %dx
 	mov $0x34, %al          /* SLP_EN | SLP_TYP 5 */
@@ -194,6 +201,91 @@ virtio_wild:
 	mov $2, %dx             /* WRITE */
 	jmp virtio_attack
 
+count:
+	xor %r13d, %r13d        /* %r13: 0 registers only, 1 SSE, 2 AVX */
+	lea int_msg(%rip), %rdi
+	cmpb $'f', 1(%rbx)
+	jne 1f
+	mov %cr4, %rax
+	or $0x600, %rax         /* OSFXSR | OSXMMEXCPT: SSE on */
+	mov %rax, %cr4
+	mov $1, %r13d
+	lea sse_msg(%rip), %rdi
+	mov $1, %eax
+	cpuid
+	and $0x14000000, %ecx   /* XSAVE and AVX */
+	cmp $0x14000000, %ecx
+	jne 1f
+	mov %cr4, %rax
+	or $0x40000, %rax       /* OSXSAVE */
+	mov %rax, %cr4
+	xor %ecx, %ecx
+	xor %edx, %edx
+	mov $7, %eax            /* XCR0: x87, SSE, AVX */
+	xsetbv
+	mov $2, %r13d
+	lea avx_msg(%rip), %rdi
+1:	mov $0x3f8, %dx
+	call puts
+	mov $0x300000, %r15
+	xor %r12d, %r12d
+	mov %r12, (%r15)
+	call count_copy
+2:	cmp %r12, (%r15)        /* every copy still says %r12? */
+	jne count_bad
+	test %r13, %r13
+	jz 3f
+	movq %xmm0, %rax
+	cmp %r12, %rax
+	jne count_bad
+	cmp $2, %r13
+	jne 3f
+	vextractf128 $1, %ymm1, %xmm2
+	movq %xmm2, %rax
+	cmp %r12, %rax
+	jne count_bad
+3:	inc %r12
+	mov %r12, (%r15)
+	call count_copy
+	mov $'z', %al
+	out %al, %dx
+	mov %r12, %rbx
+	mov $16, %ecx
+4:	rol $4, %rbx
+	mov %bl, %al
+	and $0xf, %al
+	add $'0', %al
+	cmp $'9', %al
+	jbe 5f
+	add $('a' - '0' - 10), %al
+5:	out %al, %dx
+	dec %ecx
+	jnz 4b
+	mov $'\n', %al
+	out %al, %dx
+	jmp 2b
+/* The count into %xmm0 and %ymm1's upper half, as far as %r13 allows. */
+count_copy:
+	test %r13, %r13
+	jz 1f
+	movq %r12, %xmm0
+	cmp $2, %r13
+	jne 1f
+	vbroadcastsd (%r15), %ymm1
+1:	ret
+count_bad:
+	lea bad_msg(%rip), %rdi
+	call puts
+	jmp poweroff
+
+sse_msg:
+	.ascii "sse\n\0"
+avx_msg:
+	.ascii "avx\n\0"
+int_msg:
+	.ascii "int\n\0"
+bad_msg:
+	.ascii "BAD\n\0"
 panic_msg:
 	.ascii "Kernel panic - not syncing: tiny guest panics on purpose\n\0"
 null_idt:

@@ -316,6 +316,38 @@ static void test_mmio_bad_queue_fails_device(void **state)
 			 VIRTIO_STATUS_NEEDS_RESET);
 }
 
+/* Found by fuzzing: the driver may not move a ready queue's rings. */
+static void test_mmio_ready_queue_cannot_move(void **state)
+{
+	struct fb_virtio_device d;
+
+	fb_virtio_device_init(&d, &test_ops, NULL, &mem, -1);
+	bring_up(&d, 1);
+	wr(&d, 0x30, 0);
+	wr(&d, 0x38, QSZ);
+	wr(&d, 0x80, (uint32_t)DESC);
+	wr(&d, 0x90, (uint32_t)AVAIL);
+	wr(&d, 0xa0, (uint32_t)USED);
+	wr(&d, 0x44, 1);
+	wr(&d, 0x80, 0xfffffff0u);
+	wr(&d, 0x38, 4);
+	assert_int_equal(d.queues[0].desc_gpa, DESC);
+	assert_int_equal(d.queues[0].size, QSZ);
+}
+
+/* Found by fuzzing: a queue never set up has nothing to pop. */
+static void test_pop_of_unset_queue(void **state)
+{
+	struct fb_virtqueue q;
+	struct fb_vq_chain c;
+
+	fb_vq_reset(&q);
+	q.ready = true; /* even if it claims to be */
+	assert_int_equal(fb_vq_pop(&q, &c), 0);
+	assert_false(fb_vq_needs_interrupt(&q));
+	assert_true(fb_vq_push(&q, 0, 0) < 0);
+}
+
 static void test_mmio_odd_accesses_ignored(void **state)
 {
 	struct fb_virtio_device d;
@@ -350,6 +382,8 @@ int main(void)
 		T(test_mmio_refuses_legacy_driver),
 		T(test_mmio_bad_queue_fails_device),
 		T(test_mmio_odd_accesses_ignored),
+		T(test_mmio_ready_queue_cannot_move),
+		T(test_pop_of_unset_queue),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

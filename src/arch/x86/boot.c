@@ -67,8 +67,10 @@ int fb_bzimage_parse(const uint8_t *img, size_t len, struct fb_bzimage *out)
 	out->setup_size = (setup_sects + 1) * 512;
 	/* The header's own length is in the jump at 0x200. */
 	out->hdr_end = 0x202 + img[FB_BP_HDR_JUMP + 1];
+	/* Every field we read (up to init_size) must lie inside the header
+	 * the image declares: protocol 2.12 headers reach 0x268. */
 	if (out->setup_size >= len || out->hdr_end > out->setup_size ||
-	    out->hdr_end > FB_BP_HDR_LIMIT)
+	    out->hdr_end > FB_BP_HDR_LIMIT || out->hdr_end < FB_BP_HDR_MIN_END)
 		return fb_errorf(-ENOEXEC, "kernel image is truncated or its "
 				 "setup header is malformed");
 	out->kernel_size = (uint32_t)(len - out->setup_size);

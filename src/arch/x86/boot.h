@@ -32,6 +32,7 @@
 #define FB_BP_CMDLINE_SIZE 0x238
 #define FB_BP_INIT_SIZE 0x260
 #define FB_BP_HDR_LIMIT 0x290 /* struct setup_header ends by here */
+#define FB_BP_HDR_MIN_END 0x268 /* and reaches at least here (2.12) */
 #define FB_BP_E820_TABLE 0x2d0
 #define FB_E820_MAX_ENTRIES 128
 

@@ -183,8 +183,12 @@ static void write_queue_reg(struct fb_virtio_device *d, uint64_t off,
 {
 	struct fb_virtqueue *vq = selected(d);
 
-	/* Queue layout is fixed once the driver is running. */
+	/* Queue layout is fixed once the driver is running, and a ready
+	 * queue's rings (checked when it became ready) cannot move: only
+	 * QUEUE_READY = 0 may touch it then. */
 	if (!vq || (d->status & VIRTIO_STATUS_DRIVER_OK))
+		return;
+	if (vq->ready && off != REG_QUEUE_READY)
 		return;
 	switch (off) {
 	case REG_QUEUE_NUM:
@@ -383,6 +387,8 @@ void fb_virtio_save(struct fb_virtio_device *d, struct fb_virtio_state *st)
 		};
 	}
 	pthread_mutex_unlock(&d->lock);
+	if (d->ops->save_adjust)
+		d->ops->save_adjust(d, st);
 }
 
 int fb_virtio_restore(struct fb_virtio_device *d,

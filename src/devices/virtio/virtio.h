@@ -32,6 +32,7 @@
 #define VIRTIO_ID_VSOCK 19
 
 struct fb_virtio_device;
+struct fb_virtio_state;
 struct fb_vm;
 
 struct fb_virtio_ops {
@@ -55,6 +56,14 @@ struct fb_virtio_ops {
 	void (*reset)(struct fb_virtio_device *d);
 	/* The VM is going away: stop threads, free priv (may be NULL). */
 	void (*destroy)(struct fb_virtio_device *d);
+	/* Snapshots (optional, for devices with threads of their own):
+	 * quiesce stops all work on guest memory until unquiesce; while
+	 * quiesced, save_adjust fixes the saved transport state for work
+	 * the device holds (a popped but unused buffer is given back). */
+	void (*quiesce)(struct fb_virtio_device *d);
+	void (*unquiesce)(struct fb_virtio_device *d);
+	void (*save_adjust)(struct fb_virtio_device *d,
+			    struct fb_virtio_state *st);
 };
 
 struct fb_virtio_device {

@@ -91,6 +91,9 @@ static int walk_chain(struct fb_virtqueue *vq, uint16_t head,
 	uint32_t table_size = vq->size, idx = head, seen = 0;
 	bool indirect = false;
 
+	if (!table)
+		return fb_errorf(-EFAULT, "descriptor table is not in RAM");
+
 	for (;;) {
 		struct vring_desc d;
 		void *host = NULL;
@@ -124,6 +127,10 @@ static int walk_chain(struct fb_virtqueue *vq, uint16_t head,
 		}
 		if (d.len) {
 			host = ring_ptr(vq, d.addr, d.len);
+			/* The device may write it: a diff snapshot must
+			 * carry it, and KVM's dirty log cannot see us. */
+			if (host && (d.flags & VIRTQ_DESC_F_WRITE))
+				fb_guest_mem_mark_dirty(vq->mem, d.addr, d.len);
 			if (!host)
 				return fb_errorf(-EFAULT, "buffer at 0x%llx+%u "
 						 "is not in RAM",
@@ -141,12 +148,16 @@ static int walk_chain(struct fb_virtqueue *vq, uint16_t head,
 
 int fb_vq_pop(struct fb_virtqueue *vq, struct fb_vq_chain *chain)
 {
-	uint8_t *avail = ring_ptr(vq, vq->avail_gpa, 6 + 2ull * vq->size);
+	uint8_t *avail;
 	uint16_t avail_idx, head;
 	int err;
 
-	if (!vq->ready || !avail)
+	/* A queue the driver never set up has no memory to look at. */
+	if (!vq->ready || !vq->mem)
 		return 0;
+	avail = ring_ptr(vq, vq->avail_gpa, 6 + 2ull * vq->size);
+	if (!avail)
+		return fb_errorf(-EFAULT, "available ring is not in RAM");
 	avail_idx = load16_acquire(avail + AVAIL_IDX_OFF);
 	if (avail_idx == vq->last_avail)
 		return 0;
@@ -169,13 +180,15 @@ int fb_vq_pop(struct fb_virtqueue *vq, struct fb_vq_chain *chain)
 
 int fb_vq_push(struct fb_virtqueue *vq, uint16_t head, uint32_t len)
 {
-	uint8_t *used = ring_ptr(vq, vq->used_gpa, 6 + 8ull * vq->size);
+	uint8_t *used = vq->mem ? ring_ptr(vq, vq->used_gpa,
+					   6 + 8ull * vq->size) : NULL;
 	struct vring_used_elem e = { head, len };
 
 	if (!used)
 		return fb_errorf(-EFAULT, "used ring is not in RAM");
 	memcpy(used + USED_RING_OFF + 8u * (vq->used_idx % vq->size), &e,
 	       sizeof(e));
+	fb_guest_mem_mark_dirty(vq->mem, vq->used_gpa, 6 + 8ull * vq->size);
 	vq->used_idx++;
 	/* The element must be visible before the index that publishes it. */
 	__atomic_store_n((uint16_t *)(void *)(used + USED_IDX_OFF),
@@ -185,7 +198,7 @@ int fb_vq_push(struct fb_virtqueue *vq, uint16_t head, uint32_t len)
 
 bool fb_vq_needs_interrupt(const struct fb_virtqueue *vq)
 {
-	const uint8_t *avail = ring_ptr(vq, vq->avail_gpa, 2);
+	const uint8_t *avail = vq->mem ? ring_ptr(vq, vq->avail_gpa, 2) : NULL;
 	uint16_t flags;
 
 	/* Our used-index store must be visible before we read the flag. */

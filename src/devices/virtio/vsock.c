@@ -341,6 +341,33 @@ static void vsock_destroy_op(struct fb_virtio_device *d)
 	fb_vsock_destroy(d->priv);
 }
 
+/* While a snapshot is taken the I/O thread must not touch guest memory:
+ * it does all its work under v->lock, so holding that is enough. */
+static void vsock_quiesce(struct fb_virtio_device *d)
+{
+	struct fb_vsock *v = d->priv;
+
+	pthread_mutex_lock(&v->lock);
+}
+
+static void vsock_unquiesce(struct fb_virtio_device *d)
+{
+	struct fb_vsock *v = d->priv;
+
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* A held rx chain was the last one popped: a restored device pops it
+ * again instead of the guest losing the buffer. Called quiesced. */
+static void vsock_save_adjust(struct fb_virtio_device *d,
+			      struct fb_virtio_state *st)
+{
+	struct fb_vsock *v = d->priv;
+
+	if (v->rx_held)
+		st->queues[VSOCK_QUEUE_RX].last_avail--;
+}
+
 static const struct fb_virtio_ops vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -354,6 +381,9 @@ static const struct fb_virtio_ops vsock_ops = {
 	.notify = vsock_notify,
 	.reset = vsock_reset,
 	.destroy = vsock_destroy_op,
+	.quiesce = vsock_quiesce,
+	.unquiesce = vsock_unquiesce,
+	.save_adjust = vsock_save_adjust,
 };
 
 static int epoll_add(struct fb_vsock *v, int fd, uint64_t token)

@@ -1,0 +1,118 @@
+/* Snapshots of a running box: pause, write the state and the memory (all
+ * of it, or only the pages written since the last snapshot), resume. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "box/boxvm.h"
+#include "snapshot/format.h"
+#include "snapshot/memory.h"
+#include "util/error.h"
+#include "vmm/vm.h"
+#include "vmm/vm_snapshot.h"
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* Writes state and memory into the temporary directory tmp. */
+static int write_snapshot(struct fb_box_vm *b, const char *tmp, bool diff)
+{
+	struct fb_snap_writer *w = NULL;
+	uint64_t *dirty = NULL;
+	char path[PATH_MAX + 16];
+	int dir_fd, err;
+
+	err = fb_snap_writer_new(&w, diff ? FB_SNAP_F_DIFF : FB_SNAP_F_FULL);
+	if (!err)
+		err = fb_vm_snapshot_write(b->vm, w);
+	if (!err)
+		err = fb_fmt(path, sizeof(path), "%s/%s", tmp,
+			     FB_SNAP_FILE_STATE);
+	if (!err)
+		err = fb_snap_writer_write(w, path);
+	fb_snap_writer_free(w);
+	if (err < 0)
+		return err;
+	dir_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return fb_errorf(-errno, "open %s: %s", tmp, strerror(errno));
+	if (!diff) {
+		err = fb_snap_mem_save_full(&b->vm->mem, dir_fd);
+	} else {
+		uint64_t pages = b->vm->mem.mapping_size / FB_PAGE_SIZE;
+
+		dirty = calloc((pages + 63) / 64, sizeof(uint64_t));
+		err = dirty ? fb_vm_dirty_fetch(b->vm, dirty) :
+			      fb_errorf(-ENOMEM, "calloc for the dirty bitmap");
+		if (!err)
+			err = fb_snap_mem_save_diff(&b->vm->mem, dirty, dir_fd,
+						    b->last_snapshot);
+		free(dirty);
+	}
+	close(dir_fd);
+	return err;
+}
+
+int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
+		       size_t detail_len)
+{
+	char final[PATH_MAX], *tmp = NULL, *space;
+	bool diff = false;
+	double t0 = now_ms(), paused_ms;
+	int err;
+
+	err = fb_fmt(final, sizeof(final), "%s", args);
+	if (err < 0)
+		return err;
+	space = strchr(final, ' ');
+	if (space) {
+		diff = !strcmp(space + 1, "diff");
+		if (!diff)
+			return fb_errorf(-EINVAL, "snapshot: unknown option "
+					 "'%.40s'", space + 1);
+		*space = '\0';
+	}
+	if (final[0] != '/')
+		return fb_errorf(-EINVAL, "snapshot: the directory must be an "
+				 "absolute path");
+	if (diff && !b->last_snapshot[0])
+		return fb_errorf(-EINVAL, "snapshot --diff: this box has no "
+				 "earlier snapshot to be a diff of");
+	err = fb_snap_dir_begin(final, &tmp);
+	if (err < 0)
+		return err;
+	err = fb_vm_pause(b->vm);
+	if (!err) {
+		err = write_snapshot(b, tmp, diff);
+		/* From here on, writes count towards the next diff. */
+		if (!err)
+			err = fb_vm_dirty_start(b->vm);
+		fb_vm_resume(b->vm);
+	}
+	paused_ms = now_ms() - t0;
+	if (!err)
+		err = fb_snap_dir_commit(tmp, final, 0);
+	if (err < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", fb_last_error());
+		fb_snap_dir_abort(tmp);
+		free(tmp);
+		return fb_errorf(err, "snapshot: %s", why);
+	}
+	free(tmp);
+	snprintf(b->last_snapshot, sizeof(b->last_snapshot), "%s", final);
+	snprintf(detail, detail_len, "%s %s paused_ms=%.1f", final,
+		 diff ? "diff" : "full", paused_ms);
+	return 0;
+}
