@@ -55,6 +55,9 @@ struct fb_vm_config {
 	bool rng;              /* a virtio-rng device */
 	const char *vsock_uds; /* a virtio-vsock device, its host socket */
 	uint64_t vsock_cid;    /* the guest's CID (>= 3) */
+	/* Restoring a snapshot: guest memory already holds the snapshot's
+	 * RAM (mem_mib of it, handed over); no kernel is loaded. */
+	uint8_t *restore_mem;
 };
 
 struct fb_vm;
