@@ -70,6 +70,11 @@ struct fb_vm_exit {
 int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out);
 /* Runs until the guest or the caller ends it; fills exit. */
 int fb_vm_run(struct fb_vm *vm, struct fb_vm_exit *exit);
+/* Parks every vCPU outside KVM_RUN (half-done port I/O completed) and
+ * quiesces the devices' threads, so that state can be read; returns when
+ * all are parked, or an error if the VM has stopped. */
+int fb_vm_pause(struct fb_vm *vm);
+void fb_vm_resume(struct fb_vm *vm);
 /* Ends a running VM from any thread. */
 void fb_vm_stop(struct fb_vm *vm);
 void fb_vm_destroy(struct fb_vm *vm);

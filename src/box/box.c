@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +16,8 @@
 #include <unistd.h>
 
 #include "box/box.h"
+#include "box/control.h"
+#include "jail/jail.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -63,12 +66,13 @@ static bool valid_name(const char *name)
  * boots the box, reports ready (or why not) on status_fd, then runs until
  * the guest ends or a signal asks it to stop. Never returns. */
 static void __attribute__((noreturn))
-vmm_main(const struct fb_box_spec *spec, const char *dir, int status_fd)
+vmm_main(const struct fb_box_spec *box_spec, const char *dir, int status_fd)
 {
 	char path[PATH_MAX + 32], msg[STATUS_MSG_MAX], text[64];
+	struct fb_box_spec spec_copy = *box_spec, *spec = &spec_copy;
 	struct fb_box_vm *b;
 	sigset_t sigs;
-	int lock_fd, sig_fd, log_fd, null_fd, err;
+	int lock_fd, sig_fd, ctl_fd, log_fd, null_fd, err;
 
 	path_in(path, sizeof(path), dir, "lock");
 	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -78,8 +82,15 @@ vmm_main(const struct fb_box_spec *spec, const char *dir, int status_fd)
 		(void)!write(status_fd, msg, strlen(msg));
 		_exit(1);
 	}
-	snprintf(text, sizeof(text), "%d\n", (int)getpid());
+	/* In its own PID namespace the VMM is pid 1 there: record the pid
+	 * the host knows it by. */
+	snprintf(text, sizeof(text), "%d\n", (int)fb_jail_host_pid());
 	write_text(dir, "pid", text);
+	/* --console (run): the caller's stderr, before it becomes vmm.log. */
+	if (spec->console_live_fd >= 0)
+		spec->console_live_fd = fcntl(spec->console_live_fd,
+					      F_DUPFD_CLOEXEC, 3);
+
 	path_in(path, sizeof(path), dir, "vmm.log");
 	log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -88,6 +99,10 @@ vmm_main(const struct fb_box_spec *spec, const char *dir, int status_fd)
 		dup2(log_fd, STDOUT_FILENO);
 		dup2(log_fd, STDERR_FILENO);
 	}
+	if (spec->no_jail)
+		fprintf(stderr, "forkbox vmm: --no-jail: this VMM runs without "
+			"its jail (no seccomp, namespaces, cgroup or uid of its "
+			"own): for debugging only\n");
 	/* Blocked before any thread starts, so only the signalfd sees them. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -96,7 +111,13 @@ vmm_main(const struct fb_box_spec *spec, const char *dir, int status_fd)
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
 
-	err = fb_box_vm_start(spec, dir, &b);
+	/* Made before the jail: the VMM cannot bind in the box directory
+	 * once it has dropped its privileges. */
+	ctl_fd = fb_box_control_listen(dir);
+	err = ctl_fd < 0 ? ctl_fd : spec->restore_from ?
+	      fb_box_vm_restore(spec, dir, spec->restore_from,
+				spec->restore_mem_mode, &b) :
+	      fb_box_vm_start(spec, dir, &b);
 	if (err < 0) {
 		snprintf(msg, sizeof(msg), "error %s\n", fb_last_error());
 		(void)!write(status_fd, msg, strlen(msg));
@@ -112,7 +133,7 @@ vmm_main(const struct fb_box_spec *spec, const char *dir, int status_fd)
 	(void)!write(status_fd, msg, strlen(msg));
 	close(status_fd);
 
-	if (fb_box_vm_wait(b, sig_fd) == 0)
+	if (fb_box_control_loop(b, ctl_fd, sig_fd) == 0)
 		snprintf(msg, sizeof(msg), "stopped: stopped by the host\n");
 	else
 		snprintf(msg, sizeof(msg), "%s: %s\n",
@@ -187,15 +208,37 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		return err;
 	}
 	if (pid == 0) {
-		/* Twice, so the VMM is nobody's child and outlives us. */
+		pid_t vmm;
+
+		/* Twice, so the VMM is nobody's child and outlives us (its
+		 * own session: a ^C for the caller is not for the box). In
+		 * the jail, the VMM is PID 1 of a PID namespace of its own. */
 		close(status[0]);
 		setsid();
-		if (fork() != 0)
-			_exit(0);
-		vmm_main(spec, dir, status[1]);
+		if (spec->attached)
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (!spec->no_jail && fb_jail_new_pid_ns() < 0) {
+			snprintf(msg, sizeof(msg), "error jail: %s\n",
+				 fb_last_error());
+			(void)!write(status[1], msg, strlen(msg));
+			_exit(1);
+		}
+		vmm = fork();
+		if (vmm == 0) {
+			/* Attached (run): it ends with its creator. */
+			if (spec->attached)
+				prctl(PR_SET_PDEATHSIG, SIGTERM);
+			vmm_main(spec, dir, status[1]);
+		}
+		/* Attached: stay its parent until it ends, and die with
+		 * ours (then the VMM gets SIGTERM and stops its guest). */
+		if (spec->attached && vmm > 0)
+			waitpid(vmm, &st, 0);
+		_exit(0);
 	}
 	close(status[1]);
-	waitpid(pid, &st, 0);
+	if (!spec->attached)
+		waitpid(pid, &st, 0);
 	err = read_status(status[0], timeout, msg, sizeof(msg));
 	close(status[0]);
 	if (err < 0)
@@ -390,5 +433,9 @@ int fb_box_remove(const struct fb_box_info *info, bool force)
 		if (err < 0)
 			return err;
 	}
+	/* Its jail's cgroup goes with it. */
+	err = fb_jail_cleanup(info->id);
+	if (err < 0)
+		return err;
 	return fb_box_dir_remove(info->dir);
 }

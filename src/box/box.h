@@ -53,6 +53,11 @@ int fb_box_list(int (*fn)(const struct fb_box_info *info, void *opaque),
 /* Stops a box's VMM (SIGTERM, then SIGKILL after timeout_ms). */
 int fb_box_stop(const struct fb_box_info *info, unsigned timeout_ms);
 
+/* Snapshots a running box into final (a new directory, appearing whole
+ * or not at all); diff: only what changed since its last snapshot. */
+int fb_box_snapshot(const struct fb_box_info *info, const char *final,
+		    bool diff, char *detail, size_t detail_len);
+
 /* Removes a box's directory; a live box needs force (it is stopped). */
 int fb_box_remove(const struct fb_box_info *info, bool force);
 

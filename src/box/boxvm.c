@@ -13,6 +13,9 @@
 #include "agent/client.h"
 #include "box/boxvm.h"
 #include "forkbox/agent_proto.h"
+#include "jail/jail.h"
+#include "snapshot/memory.h"
+#include "vmm/vm_snapshot.h"
 #include "util/error.h"
 
 #define DEFAULT_READY_TIMEOUT_MS 60000
@@ -97,14 +100,11 @@ static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
 	return 0;
 }
 
-int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
-		    struct fb_box_vm **out)
+int fb_box_vm_prepare(const struct fb_box_spec *spec, const char *dir,
+		      bool listen_ready, struct fb_box_vm **out)
 {
-	char kernel[PATH_MAX], initrd[PATH_MAX], ready_sock[PATH_MAX + 16];
 	char console[PATH_MAX + 16];
-	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
-	double t0 = now_ms();
 	int err;
 
 	b = calloc(1, sizeof(*b));
@@ -112,16 +112,12 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		return fb_errorf(-ENOMEM, "calloc for the box");
 	b->exited_efd = b->ready_listen_fd = -1;
 	snprintf(b->dir, sizeof(b->dir), "%s", dir);
-	err = snprintf(b->uds, sizeof(b->uds), "%s/%s", dir,
-		       FB_BOX_VSOCK_NAME) >= (int)sizeof(b->uds) ?
-	      fb_errorf(-ENAMETOOLONG, "box directory path too long") : 0;
-	if (!err && !spec->kernel)
-		err = fb_default_kernel(kernel, sizeof(kernel));
-	if (!err && !spec->initrd)
-		err = fb_default_initrd(initrd, sizeof(initrd));
+	err = fb_fmt(b->uds, sizeof(b->uds), "%s/%s", dir, FB_BOX_VSOCK_NAME);
+	if (!err)
+		err = fb_fmt(console, sizeof(console), "%s/%s", dir,
+			     FB_BOX_CONSOLE_NAME);
 	if (err < 0)
 		goto fail;
-	snprintf(console, sizeof(console), "%s/%s", dir, FB_BOX_CONSOLE_NAME);
 	b->console_log = fopen(console, "we");
 	if (!b->console_log) {
 		err = fb_errorf(-errno, "open %s: %s", console,
@@ -129,20 +125,88 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		goto fail;
 	}
 	setvbuf(b->console_log, NULL, _IONBF, 0);
-	/* The agent dials the host as soon as it runs: listen first. */
-	snprintf(ready_sock, sizeof(ready_sock), "%s_%u", b->uds,
-		 FB_AGENT_READY_PORT);
-	snprintf(b->ready_path, sizeof(b->ready_path), "%s", ready_sock);
-	b->ready_listen_fd = listen_unix(ready_sock);
-	if (b->ready_listen_fd < 0) {
-		err = b->ready_listen_fd;
-		goto fail;
+	if (listen_ready) {
+		/* The agent dials the host as soon as it runs: listen
+		 * first. */
+		snprintf(b->ready_path, sizeof(b->ready_path), "%s_%u", b->uds,
+			 FB_AGENT_READY_PORT);
+		b->ready_listen_fd = listen_unix(b->ready_path);
+		if (b->ready_listen_fd < 0) {
+			err = b->ready_listen_fd;
+			goto fail;
+		}
 	}
 	b->exited_efd = eventfd(0, EFD_CLOEXEC);
 	if (b->exited_efd < 0) {
 		err = fb_errorf(-errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
+	*out = b;
+	return 0;
+fail:
+	fb_box_vm_stop(b);
+	return err;
+}
+
+int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
+		     const struct fb_vm_config *vmc, const struct fb_snap *snap)
+{
+	const char *dir = b->dir;
+	struct fb_jail_config jail;
+	int err;
+
+	/* The jail (src/jail/jail.h): its cgroup and namespaces before the
+	 * VM exists (one thread yet; guest memory charged to the box from
+	 * its first page), the rest once everything privileged is done
+	 * (/dev/kvm, VM, memory, vCPU fds, sockets) and before a vCPU runs. */
+	fb_jail_config_for(&jail, strrchr(dir, '/') ? strrchr(dir, '/') + 1 :
+			   dir, dir, vmc->mem_mib, vmc->cpus);
+	if (!spec->no_jail) {
+		err = fb_jail_prepare(&jail);
+		if (err < 0)
+			return err;
+	}
+	err = fb_vm_create(vmc, &b->vm);
+	if (err < 0)
+		return err;
+	if (snap) {
+		err = fb_vm_snapshot_apply(b->vm, snap);
+		/* Diffs of a restored box count from the snapshot. */
+		if (!err)
+			err = fb_vm_dirty_start(b->vm);
+		if (err < 0)
+			return err;
+	}
+	if (!spec->no_jail) {
+		err = fb_jail_enter(&jail);
+		if (err < 0)
+			return err;
+	}
+	err = -pthread_create(&b->thread, NULL, vm_thread, b);
+	if (err)
+		return fb_errorf(err, "pthread_create: %s", strerror(-err));
+	b->thread_started = true;
+	return 0;
+}
+
+int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
+		    struct fb_box_vm **out)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX];
+	struct fb_vm_config vmc;
+	struct fb_box_vm *b;
+	double t0 = now_ms();
+	int err;
+
+	err = fb_box_vm_prepare(spec, dir, true, &b);
+	if (err < 0)
+		return err;
+	if (!spec->kernel)
+		err = fb_default_kernel(kernel, sizeof(kernel));
+	if (!err && !spec->initrd)
+		err = fb_default_initrd(initrd, sizeof(initrd));
+	if (err < 0)
+		goto fail;
 	vmc = (struct fb_vm_config){
 		.cpus = spec->cpus ? spec->cpus : 1,
 		.mem_mib = spec->mem_mib ? spec->mem_mib : 256,
@@ -155,23 +219,18 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		.vsock_uds = b->uds,
 		.vsock_cid = FB_BOX_GUEST_CID,
 	};
-	err = fb_vm_create(&vmc, &b->vm);
-	if (err < 0)
-		goto fail;
-	err = -pthread_create(&b->thread, NULL, vm_thread, b);
-	if (err) {
-		fb_errorf(err, "pthread_create: %s", strerror(-err));
-		goto fail;
-	}
-	b->thread_started = true;
-	err = wait_ready(b, spec->ready_timeout_ms ? spec->ready_timeout_ms :
-			 DEFAULT_READY_TIMEOUT_MS, t0);
+	err = fb_box_vm_launch(b, spec, &vmc, NULL);
+	if (!err)
+		err = wait_ready(b, spec->ready_timeout_ms ?
+				 spec->ready_timeout_ms :
+				 DEFAULT_READY_TIMEOUT_MS, t0);
 	if (err < 0) {
 		char why[512];
 
 		snprintf(why, sizeof(why), "%s", fb_last_error());
 		fb_box_vm_stop(b);
-		return fb_errorf(err, "%s (console log: %s)", why, console);
+		return fb_errorf(err, "%s (console log: %s/%s)", why, dir,
+				 FB_BOX_CONSOLE_NAME);
 	}
 	*out = b;
 	return 0;
@@ -209,6 +268,8 @@ void fb_box_vm_stop(struct fb_box_vm *b)
 		pthread_join(b->thread, NULL);
 	}
 	fb_vm_destroy(b->vm);
+	/* After the VM: in UFFD mode its handler serves guest memory. */
+	fb_snap_mem_release(b->snap_mem);
 	if (b->ready_listen_fd >= 0) {
 		close(b->ready_listen_fd);
 		unlink(b->ready_path);

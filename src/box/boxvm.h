@@ -28,6 +28,8 @@ struct fb_box_spec {
 				     * (debugging only; src/jail/) */
 	bool attached;              /* the VMM dies with the process that
 				     * created the box (forkbox run) */
+	const char *restore_from;   /* a snapshot directory, or NULL: boot */
+	int restore_mem_mode;       /* enum fb_snap_mem_mode */
 };
 
 struct fb_box_vm {
@@ -46,6 +48,7 @@ struct fb_box_vm {
 	/* The snapshot the guest memory last matched (taken or restored
 	 * from): a diff snapshot's parent. Empty if none. */
 	char last_snapshot[PATH_MAX];
+	struct fb_snap_mem *snap_mem; /* a restored box's memory, or NULL */
 };
 
 /* Boots the box whose state directory is dir and waits for its agent's
@@ -53,6 +56,22 @@ struct fb_box_vm {
  * message says why, naming the console log. */
 int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		    struct fb_box_vm **out);
+
+/* The steps of fb_box_vm_start, for restores too: prepare the state
+ * (console log, sockets; the ready listener if the agent will dial in),
+ * then launch a VM of vmc (restored from snap if not NULL) on a thread,
+ * in its jail. */
+int fb_box_vm_prepare(const struct fb_box_spec *spec, const char *dir,
+		      bool listen_ready, struct fb_box_vm **out);
+struct fb_snap;
+int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
+		     const struct fb_vm_config *vmc, const struct fb_snap *snap);
+
+/* Starts the box in dir from the snapshot in snap_dir; ready once its
+ * agent answers and took its new identity and the time. */
+int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
+		      const char *snap_dir, int mem_mode,
+		      struct fb_box_vm **out);
 
 /* Blocks until the VM ends by itself or until fd (if >= 0) is readable;
  * returns 1 if the VM ended, 0 if fd became readable. */

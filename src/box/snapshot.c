@@ -63,56 +63,38 @@ static int write_snapshot(struct fb_box_vm *b, const char *tmp, bool diff)
 	return err;
 }
 
+/* args: "TMP FINAL [diff]". The caller (outside the VMM's jail) made TMP,
+ * an empty directory the VMM can write, and moves it to FINAL after. */
 int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 		       size_t detail_len)
 {
-	char final[PATH_MAX], *tmp = NULL, *space;
-	bool diff = false;
+	char tmp[PATH_MAX], final[PATH_MAX], opt[16] = "";
+	bool diff;
 	double t0 = now_ms(), paused_ms;
-	int err;
+	int n, err;
 
-	err = fb_fmt(final, sizeof(final), "%s", args);
-	if (err < 0)
-		return err;
-	space = strchr(final, ' ');
-	if (space) {
-		diff = !strcmp(space + 1, "diff");
-		if (!diff)
-			return fb_errorf(-EINVAL, "snapshot: unknown option "
-					 "'%.40s'", space + 1);
-		*space = '\0';
-	}
-	if (final[0] != '/')
-		return fb_errorf(-EINVAL, "snapshot: the directory must be an "
-				 "absolute path");
+	n = sscanf(args, "%4095s %4095s %15s", tmp, final, opt);
+	if (n < 2 || tmp[0] != '/' || final[0] != '/' ||
+	    (n == 3 && strcmp(opt, "diff")))
+		return fb_errorf(-EINVAL, "snapshot: expected TMP FINAL [diff] "
+				 "with absolute paths");
+	diff = n == 3;
 	if (diff && !b->last_snapshot[0])
 		return fb_errorf(-EINVAL, "snapshot --diff: this box has no "
 				 "earlier snapshot to be a diff of");
-	err = fb_snap_dir_begin(final, &tmp);
+	err = fb_vm_pause(b->vm);
 	if (err < 0)
 		return err;
-	err = fb_vm_pause(b->vm);
-	if (!err) {
-		err = write_snapshot(b, tmp, diff);
-		/* From here on, writes count towards the next diff. */
-		if (!err)
-			err = fb_vm_dirty_start(b->vm);
-		fb_vm_resume(b->vm);
-	}
-	paused_ms = now_ms() - t0;
+	err = write_snapshot(b, tmp, diff);
+	/* From here on, writes count towards the next diff. */
 	if (!err)
-		err = fb_snap_dir_commit(tmp, final, 0);
-	if (err < 0) {
-		char why[512];
-
-		snprintf(why, sizeof(why), "%s", fb_last_error());
-		fb_snap_dir_abort(tmp);
-		free(tmp);
-		return fb_errorf(err, "snapshot: %s", why);
-	}
-	free(tmp);
+		err = fb_vm_dirty_start(b->vm);
+	fb_vm_resume(b->vm);
+	paused_ms = now_ms() - t0;
+	if (err < 0)
+		return err;
 	snprintf(b->last_snapshot, sizeof(b->last_snapshot), "%s", final);
-	snprintf(detail, detail_len, "%s %s paused_ms=%.1f", final,
-		 diff ? "diff" : "full", paused_ms);
+	snprintf(detail, detail_len, "%s paused_ms=%.1f", diff ? "diff" :
+		 "full", paused_ms);
 	return 0;
 }

@@ -53,6 +53,7 @@ int cmd_create(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'i' },
+		{ "no-jail", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -68,13 +69,23 @@ int cmd_create(int argc, char **argv)
 			name = optarg;
 			continue;
 		}
+		if (c == 'J') {
+			spec.no_jail = true;
+			fprintf(stderr, "forkbox create: --no-jail: the box's VMM "
+				"runs without its jail (no seccomp, namespaces, "
+				"cgroup or uid of its own): for debugging "
+				"only\n");
+			continue;
+		}
 		if (c == 'h') {
 			printf("usage: forkbox create [--name NAME] [--cpus N] "
-			       "[--mem MiB]\n\nBoots a box that runs on in "
+			       "[--mem MiB] [--no-jail]\n\nBoots a box that runs on in "
 			       "the background, waits until its agent is\n"
 			       "ready and prints its id. Use it with forkbox "
 			       "exec, cp, logs, stop and rm.\n"
-			       "Defaults: 1 vCPU, 256 MiB.\n");
+			       "Defaults: 1 vCPU, 256 MiB.\n"
+			       "Its VMM runs jailed (docs/SECURITY.md); "
+			       "--no-jail is for debugging only.\n");
 			return 0;
 		}
 		r = fb_cli_box_option("create", c, optarg, &spec);

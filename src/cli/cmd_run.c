@@ -6,8 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "box/boxdir.h"
-#include "box/boxvm.h"
+#include "box/box.h"
+#include "jail/jail.h"
 #include "cli/commands.h"
 #include "cli/exec_opts.h"
 #include "forkbox/forkbox.h"
@@ -32,6 +32,8 @@ static void usage(FILE *f)
 "  --console         copy the guest console to stderr as it boots\n"
 "  --keep-log        keep the box's directory (console log) afterwards\n"
 "  --stats           print boot-to-ready and command times to stderr\n"
+"  --no-jail         run the VMM without its jail (seccomp, namespaces,\n"
+"                    cgroup, own uid): for debugging only\n"
 "\n"
 "exit status: CMD's; 125 forkbox failed (the console log is kept and\n"
 "named); 126 CMD cannot execute; 127 not found; 128+N killed by signal N;\n"
@@ -59,15 +61,18 @@ int cmd_run(int argc, char **argv)
 		{ "console", no_argument, NULL, 'C' },
 		{ "keep-log", no_argument, NULL, 'K' },
 		{ "stats", no_argument, NULL, 'S' },
+		{ "no-jail", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	/* The VMM is a child process (jailed unless --no-jail) that dies
+	 * with this one; this process stays unjailed and runs the client. */
 	struct fb_box_spec spec = { .cpus = 1, .mem_mib = 256,
-				    .console_live_fd = -1 };
+				    .console_live_fd = -1, .attached = true };
 	struct fb_exec_opts o = { 0 };
-	char id[FB_BOX_ID_LEN + 1], dir[PATH_MAX], uds[PATH_MAX + 32];
+	char id[FB_BOX_ID_LEN + 1], uds[PATH_MAX + 32];
 	bool keep = false, stats = false;
-	struct fb_box_vm *b;
+	struct fb_box_info b;
 	double t0 = now_ms(), t_ready;
 	int c, r, status;
 
@@ -77,6 +82,7 @@ int cmd_run(int argc, char **argv)
 		case 'C': spec.console_live_fd = STDERR_FILENO; continue;
 		case 'K': keep = true; continue;
 		case 'S': stats = true; continue;
+		case 'J': spec.no_jail = true; continue;
 		case 'h': usage(stdout); return 0;
 		}
 		r = fb_cli_box_option("run", c, optarg, &spec);
@@ -94,27 +100,36 @@ int cmd_run(int argc, char **argv)
 			"-- CMD ...)\n");
 		return 2;
 	}
+	if (spec.no_jail)
+		fprintf(stderr, "forkbox run: --no-jail: the VMM runs without "
+			"its jail (no seccomp, namespaces, cgroup or uid of its "
+			"own): for debugging only\n");
 	/* Fail at once, with the reason, where Linux cannot boot. */
-	if (fb_host_check() < 0 || fb_box_new_id(id) < 0 ||
-	    fb_box_dir_create(id, dir, sizeof(dir)) < 0) {
+	if (fb_host_check() < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
-	if (fb_box_vm_start(&spec, dir, &b) < 0) {
+	if (fb_box_create(&spec, NULL, id) < 0) {
+		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
+		return FB_EXIT_OWN_ERROR;
+	}
+	if (fb_box_find(id, &b) < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
 	t_ready = now_ms();
-	snprintf(uds, sizeof(uds), "%s/%s", dir, FB_BOX_VSOCK_NAME);
+	snprintf(uds, sizeof(uds), "%s/%s", b.dir, FB_BOX_VSOCK_NAME);
 	status = fb_exec_in_box("run", uds, &o, argv + optind);
 	if (stats)
 		fprintf(stderr, "forkbox run: boot to ready %.1f ms, command "
-			"%.1f ms, total %.1f ms\n", b->ready_ms,
+			"%.1f ms, total %.1f ms\n", b.ready_ms,
 			now_ms() - t_ready, now_ms() - t0);
-	fb_box_vm_stop(b);
-	if (keep || status == FB_EXIT_OWN_ERROR)
-		fprintf(stderr, "forkbox run: box directory kept: %s\n", dir);
-	else
-		fb_box_dir_remove(dir);
+	if (keep || status == FB_EXIT_OWN_ERROR) {
+		fb_box_stop(&b, 10000);
+		fb_jail_cleanup(b.id);
+		fprintf(stderr, "forkbox run: box directory kept: %s\n", b.dir);
+	} else if (fb_box_remove(&b, true) < 0) {
+		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
+	}
 	return status;
 }

@@ -19,6 +19,11 @@ static const struct command commands[] = {
 	{ "logs", cmd_logs, "print a box's console log" },
 	{ "stop", cmd_stop, "stop a box" },
 	{ "rm", cmd_rm, "remove a box" },
+	{ "pause", cmd_pause, "pause a running box" },
+	{ "resume", cmd_resume, "resume a paused box" },
+	{ "snapshot", cmd_snapshot, "snapshot a running box (full or diff); "
+				    "merge diffs" },
+	{ "restore", cmd_restore, "start a new box from a snapshot" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
 	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
 					"Linux guests" },

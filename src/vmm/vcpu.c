@@ -75,6 +75,21 @@ static int set_run_signal_mask(struct fb_vcpu *vcpu)
 	return 0;
 }
 
+/* A kick that ended KVM_RUN is still pending: KVM_RUN unblocks it only
+ * while it runs and blocks it again before returning, so it is never
+ * delivered. Left pending, it would end every later KVM_RUN at once.
+ * Eat it (a zero timeout: never waits). */
+static void eat_kicks(void)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, FB_SIG_KICK);
+	while (sigtimedwait(&kick, NULL, &zero) > 0)
+		;
+}
+
 static bool stopping(struct fb_vm *vm)
 {
 	return __atomic_load_n(&vm->exit_reason, __ATOMIC_ACQUIRE) !=
@@ -171,6 +186,7 @@ static void park(struct fb_vcpu *vcpu)
 	vcpu->run->immediate_exit = 1;
 	(void)ioctl(vcpu->fd, KVM_RUN, 0);
 	vcpu->run->immediate_exit = 0;
+	eat_kicks();
 	pthread_mutex_lock(&vm->lock);
 	vm->nr_parked++;
 	pthread_cond_broadcast(&vm->pause_cond);
@@ -196,6 +212,8 @@ void *fb_vcpu_thread(void *arg)
 			continue;
 		}
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR)
+				eat_kicks();
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			fb_vm_request_stop(vm, FB_VM_EXIT_CRASH, "vCPU %u: "

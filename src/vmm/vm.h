@@ -67,12 +67,6 @@ struct fb_vm {
 	char exit_message[256];
 };
 
-/* Parks every vCPU outside KVM_RUN, with any half-done port I/O completed,
- * so that their state can be read; returns when all are parked (or the
- * VM has stopped). fb_vm_resume lets them go on. */
-int fb_vm_pause(struct fb_vm *vm);
-void fb_vm_resume(struct fb_vm *vm);
-
 /* Dirty pages since the last call, for diff snapshots: KVM's dirty log
  * (turned on by fb_vm_dirty_start) and the VMM's own writes, as one bit
  * per 4 KiB page of the guest memory's host mapping. */

@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +156,63 @@ static void test_bad_kernel(void **state)
 	unlink(path);
 }
 
+struct paused_vm {
+	struct fb_vm *vm;
+	struct fb_vm_exit ex;
+};
+
+static void *run_vm(void *arg)
+{
+	struct paused_vm *p = arg;
+
+	fb_vm_run(p->vm, &p->ex);
+	return NULL;
+}
+
+/* Waits (polling its size: a test helper) until the log grows past n. */
+static bool grows_past(int fd, off_t n, int tries)
+{
+	for (int i = 0; i < tries; i++) {
+		if (lseek(fd, 0, SEEK_END) > n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* Pause parks the vCPU (no output while paused); resume lets it go on,
+ * which a kick left pending would prevent. */
+static void test_pause_resume(void **state)
+{
+	int log = memfd_create("console", 0);
+	struct fb_vm_config cfg = {
+		.cpus = 1, .mem_mib = 32, .kernel = tiny(), .cmdline = "z",
+		.console_log_fd = log, .console_live_fd = -1,
+	};
+	struct paused_vm p;
+	pthread_t t;
+	off_t at_pause;
+
+	assert_int_equal(fb_vm_create(&cfg, &p.vm), 0);
+	assert_int_equal(pthread_create(&t, NULL, run_vm, &p), 0);
+	assert_true(grows_past(log, 1000, 500));
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(fb_vm_pause(p.vm), 0);
+		at_pause = lseek(log, 0, SEEK_END);
+		usleep(50000);
+		/* A line may have been half done; nothing more comes. */
+		assert_true(lseek(log, 0, SEEK_END) <= at_pause + 32);
+		at_pause = lseek(log, 0, SEEK_END);
+		fb_vm_resume(p.vm);
+		assert_true(grows_past(log, at_pause + 1000, 500));
+	}
+	fb_vm_stop(p.vm);
+	pthread_join(t, NULL);
+	assert_int_equal(p.ex.reason, FB_VM_EXIT_STOPPED);
+	fb_vm_destroy(p.vm);
+	close(log);
+}
+
 struct run_out {
 	int status;
 	int err;
@@ -241,6 +300,7 @@ int main(void)
 		cmocka_unit_test(test_smp_poweroff),
 		cmocka_unit_test(test_garbage_io_survives),
 		cmocka_unit_test(test_bad_kernel),
+		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_virtio_descriptor_loop),
 		cmocka_unit_test(test_virtio_wild_buffer),
 		cmocka_unit_test(test_run_channel),

@@ -312,7 +312,6 @@ static int required_caps(int kvm_fd)
 	static const struct { long cap; const char *name; } caps[] = {
 		{ KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE" },
 		{ KVM_CAP_XSAVE, "KVM_CAP_XSAVE" },
-		{ KVM_CAP_XCRS, "KVM_CAP_XCRS" },
 		{ KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS" },
 		{ KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS" },
 	};
@@ -361,7 +360,8 @@ int fb_x86_vcpu_state_save(int kvm_fd, int vcpu_fd,
 		else
 			err = VCPU_GET(vcpu_fd, KVM_GET_XSAVE, st->xsave);
 	}
-	if (!err)
+	/* A CPU without XSAVE has no XCRs (nr_xcrs stays 0). */
+	if (!err && has_cap(kvm_fd, KVM_CAP_XCRS))
 		err = VCPU_GET(vcpu_fd, KVM_GET_XCRS, &st->xcrs);
 	if (!err)
 		err = VCPU_GET(vcpu_fd, KVM_GET_DEBUGREGS, &st->debugregs);
@@ -547,7 +547,8 @@ int fb_x86_vcpu_state_restore(int kvm_fd, int vcpu_fd,
 		free(xsave);
 	}
 	if (!err)
-		err = VCPU_SET(vcpu_fd, KVM_SET_XCRS, &st->xcrs);
+		err = st->xcrs.nr_xcrs ?
+		      VCPU_SET(vcpu_fd, KVM_SET_XCRS, &st->xcrs) : 0;
 	if (!err)
 		err = VCPU_SET(vcpu_fd, KVM_SET_DEBUGREGS, &st->debugregs);
 	if (!err)
