@@ -58,6 +58,22 @@ int fb_box_stop(const struct fb_box_info *info, unsigned timeout_ms);
 int fb_box_snapshot(const struct fb_box_info *info, const char *final,
 		    bool diff, char *detail, size_t detail_len);
 
+struct fb_box_fork_result {
+	struct { char id[FB_BOX_ID_LEN + 1]; } *ids; /* the children */
+	unsigned nr;
+	double pause_ms;    /* how long the parent was paused */
+	double snapshot_ms; /* request to the parent's snapshot done */
+	double total_ms;    /* request to every child ready */
+};
+
+/* Forks a running box into n children that start where it is; returns
+ * when all are ready (or with the first error; the children that did
+ * start are in res). */
+int fb_box_fork(const struct fb_box_info *parent, unsigned n,
+		const struct fb_box_spec *child_spec,
+		struct fb_box_fork_result *res);
+void fb_box_fork_result_free(struct fb_box_fork_result *res);
+
 /* Removes a box's directory; a live box needs force (it is stopped). */
 int fb_box_remove(const struct fb_box_info *info, bool force);
 

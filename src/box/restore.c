@@ -57,13 +57,16 @@ static int dial_agent(struct fb_box_vm *b, int timeout_ms)
 static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms)
 {
 	uint8_t entropy[RESTORE_ENTROPY];
+	char hostname[32];
 	struct fb_agent_reinject ri = {
-		.box_id = box_id, .entropy = entropy,
+		.box_id = box_id, .hostname = hostname, .entropy = entropy,
 		.entropy_len = sizeof(entropy),
 	};
 	struct timespec now;
 	int fd, err;
 
+	/* Every box its own name: forks of one box must not share one. */
+	snprintf(hostname, sizeof(hostname), "forkbox-%.12s", box_id);
 	fd = dial_agent(b, timeout_ms);
 	if (fd < 0)
 		return fd;

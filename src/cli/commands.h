@@ -25,6 +25,7 @@ int cmd_pause(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_fork(int argc, char **argv);
 
 struct fb_box_spec;
 /* Handles --cpus (c), --mem (m), --kernel (k), --initrd (i): 1 if it was

@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{ "snapshot", cmd_snapshot, "snapshot a running box (full or diff); "
 				    "merge diffs" },
 	{ "restore", cmd_restore, "start a new box from a snapshot" },
+	{ "fork", cmd_fork, "fork a running box into N children" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
 	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
 					"Linux guests" },

@@ -120,7 +120,11 @@ struct fb_virtio_state {
 	uint32_t config_generation;
 	uint32_t nr_queues;
 	struct fb_virtio_queue_state queues[FB_VIRTIO_MAX_QUEUES];
+	uint32_t device_flags; /* the device's own (ops->save_adjust) */
 };
+
+/* vsock's device_flags: the guest had connections when it was saved. */
+#define FB_VSOCK_STATE_HAD_CONNS 1u
 
 void fb_virtio_save(struct fb_virtio_device *d, struct fb_virtio_state *st);
 /* Checks the state against the device and guest memory (a snapshot is

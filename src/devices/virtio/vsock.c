@@ -366,6 +366,8 @@ static void vsock_save_adjust(struct fb_virtio_device *d,
 
 	if (v->rx_held)
 		st->queues[VSOCK_QUEUE_RX].last_avail--;
+	if (v->nr_conns)
+		st->device_flags |= FB_VSOCK_STATE_HAD_CONNS;
 }
 
 static const struct fb_virtio_ops vsock_ops = {
