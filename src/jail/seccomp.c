@@ -53,6 +53,10 @@ static const int allowed[] = {
 	SCMP_SYS(getrandom), SCMP_SYS(exit), SCMP_SYS(exit_group),
 	/* a vCPU eats the kick that ended its KVM_RUN (vcpu.c) */
 	SCMP_SYS(rt_sigtimedwait),
+	/* harmless questions and signal set-up that runtimes ask for at any
+	 * time (glibc, and the sanitizers' runtime in make test-asan) */
+	SCMP_SYS(sched_getaffinity), SCMP_SYS(sigaltstack),
+	SCMP_SYS(rt_sigaction), SCMP_SYS(getrlimit),
 	/* snapshots: state and memory files in a directory made for it
 	 * inside the box directory (sparse: holes by ftruncate) */
 	SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
