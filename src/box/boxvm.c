@@ -159,8 +159,11 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 	 * VM exists (one thread yet; guest memory charged to the box from
 	 * its first page), the rest once everything privileged is done
 	 * (/dev/kvm, VM, memory, vCPU fds, sockets) and before a vCPU runs. */
+	/* A restored box also reads its snapshot's memory file, and the
+	 * page cache it fills is charged to its cgroup: room for both. */
 	fb_jail_config_for(&jail, strrchr(dir, '/') ? strrchr(dir, '/') + 1 :
-			   dir, dir, vmc->mem_mib, vmc->cpus);
+			   dir, dir, snap ? 2 * vmc->mem_mib : vmc->mem_mib,
+			   vmc->cpus);
 	if (!spec->no_jail) {
 		err = fb_jail_prepare(&jail);
 		if (err < 0)
