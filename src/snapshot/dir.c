@@ -28,7 +28,7 @@ int fb_fsync_parent(const char *path)
 		dir[n - 1] = '\0';
 	slash = strrchr(dir, '/');
 	if (!slash)
-		strcpy(dir, ".");
+		snprintf(dir, sizeof(dir), ".");
 	else if (slash == dir)
 		dir[1] = '\0';
 	else

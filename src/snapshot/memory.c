@@ -479,7 +479,7 @@ static int chain_walk(struct fb_snap_chain *c, const char *snap_dir)
 		if (dfd < 0)
 			return fb_errorf(-errno, "open snapshot %s: %s", real,
 					 strerror(errno));
-		strcpy(l->dir, real);
+		snprintf(l->dir, sizeof(l->dir), "%s", real);
 		l->fd = -1;
 		fd = openat(dfd, FB_SNAP_FILE_MEMORY, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
