@@ -81,6 +81,8 @@ int fbg_out_flush_all(int fd, struct fbg_out *o);
 
 /* Waits in poll until fd has one of events; 0 or -errno. */
 int fbg_wait(int fd, short events);
+/* write(2) until all of buf is written (EINTR retried); 0 or -errno. */
+int fbg_write_all(int fd, const void *buf, size_t len);
 
 /* Reads a path field: at most FB_AGENT_MAX_PATH bytes, no NUL, not empty,
  * absolute. 0, or -EINVAL with a reply already sent. */

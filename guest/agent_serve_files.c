@@ -35,23 +35,6 @@ static uint64_t mtime_ns(const struct stat *st)
 	       (uint64_t)st->st_mtim.tv_nsec;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* After an ERROR mid-stream: swallow the host's remaining data so it is
  * not cut off mid-send; a client that saw the ERROR closes, which ends
  * this too. */
@@ -129,7 +112,7 @@ static int receive_data(int fd, int tmp_fd, uint64_t size, uint64_t *total)
 			discard_until_end(fd);
 			return -EFBIG;
 		}
-		err = write_all(tmp_fd, m.data, m.len);
+		err = fbg_write_all(tmp_fd, m.data, m.len);
 		*total += m.len;
 		fbg_msg_free(&m);
 		if (err) {

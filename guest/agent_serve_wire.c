@@ -117,6 +117,23 @@ int fbg_recv(int fd, struct fbg_msg *m, uint32_t cap)
 	return ret;
 }
 
+int fbg_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static int send_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;

@@ -64,23 +64,6 @@ static char early_error[MSG_MAX + 32];
 
 /* ---- messages --------------------------------------------------------- */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* A line on the console; through the kernel log when there is no console,
  * so it still shows on whatever the kernel prints to. */
 static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
@@ -99,12 +82,12 @@ static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
 	len = strlen(line);
 	line[len++] = '\n'; /* room kept by the - 1 above */
 	if (console_fd >= 0) {
-		write_all(console_fd, line, len);
+		fbg_write_all(console_fd, line, len);
 		return;
 	}
 	kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	if (kmsg >= 0) {
-		write_all(kmsg, line, len);
+		fbg_write_all(kmsg, line, len);
 		close(kmsg);
 	}
 }
@@ -134,7 +117,7 @@ static void send_frame(enum fb_frame_type type, const void *data, size_t len)
 		put_le32(buf + 1, (uint32_t)chunk);
 		if (chunk)
 			memcpy(buf + FB_FRAME_HDR_LEN, p, chunk);
-		err = write_all(frame_fd, buf, FB_FRAME_HDR_LEN + chunk);
+		err = fbg_write_all(frame_fd, buf, FB_FRAME_HDR_LEN + chunk);
 		if (err) {
 			/* Keep running: the command's pipes must still drain. */
 			say("write to frame tty: %s", strerror(-err));
@@ -154,7 +137,7 @@ static void tell_user(const char *text)
 	if (frame_mode)
 		send_frame(FB_FRAME_STDERR, text, strlen(text));
 	else if (console_fd >= 0)
-		write_all(console_fd, text, strlen(text));
+		fbg_write_all(console_fd, text, strlen(text));
 }
 
 /* forkbox's own failure: on the console and on the user's stderr. */
@@ -185,7 +168,7 @@ static void report_exit(int status)
 		send_frame(FB_FRAME_EXIT, le, sizeof(le));
 	} else if (console_fd >= 0) {
 		snprintf(line, sizeof(line), "forkbox-exit: %d\n", status);
-		write_all(console_fd, line, strlen(line));
+		fbg_write_all(console_fd, line, strlen(line));
 	}
 }
 
@@ -582,7 +565,7 @@ static void __attribute__((noreturn)) exec_child(char *const argv[],
 	execvp(argv[0], argv);
 fail:
 	e = errno;
-	write_all(errno_fd, &e, sizeof(e));
+	fbg_write_all(errno_fd, &e, sizeof(e));
 	_exit(EXIT_NOT_FOUND);
 }
 
