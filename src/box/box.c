@@ -114,7 +114,8 @@ vmm_main(const struct fb_box_spec *box_spec, const char *dir, int status_fd)
 	/* Made before the jail: the VMM cannot bind in the box directory
 	 * once it has dropped its privileges. */
 	ctl_fd = fb_box_control_listen(dir);
-	err = ctl_fd < 0 ? ctl_fd : spec->restore_from ?
+	err = ctl_fd < 0 ? ctl_fd :
+	      spec->restore_from || spec->fork_state ?
 	      fb_box_vm_restore(spec, dir, spec->restore_from,
 				spec->restore_mem_mode, &b) :
 	      fb_box_vm_start(spec, dir, &b);

@@ -62,7 +62,7 @@ struct fb_box_fork_result {
 	struct { char id[FB_BOX_ID_LEN + 1]; } *ids; /* the children */
 	unsigned nr;
 	double pause_ms;    /* how long the parent was paused */
-	double snapshot_ms; /* request to the parent's snapshot done */
+	double template_ms; /* request to the parent's template in hand */
 	double total_ms;    /* request to every child ready */
 };
 

@@ -159,10 +159,12 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 	 * VM exists (one thread yet; guest memory charged to the box from
 	 * its first page), the rest once everything privileged is done
 	 * (/dev/kvm, VM, memory, vCPU fds, sockets) and before a vCPU runs. */
-	/* A restored box also reads its snapshot's memory file, and the
-	 * page cache it fills is charged to its cgroup: room for both. */
+	/* Room for guest RAM twice: the pages a fork froze into layers
+	 * stay charged to the box that made them, beside the copies its
+	 * guest writes after; a restored box's snapshot file fills page
+	 * cache charged to it. */
 	fb_jail_config_for(&jail, strrchr(dir, '/') ? strrchr(dir, '/') + 1 :
-			   dir, dir, snap ? 2 * vmc->mem_mib : vmc->mem_mib,
+			   dir, dir, 2 * vmc->mem_mib,
 			   vmc->cpus);
 	if (!spec->no_jail) {
 		err = fb_jail_prepare(&jail);
@@ -273,6 +275,8 @@ void fb_box_vm_stop(struct fb_box_vm *b)
 	fb_vm_destroy(b->vm);
 	/* After the VM: in UFFD mode its handler serves guest memory. */
 	fb_snap_mem_release(b->snap_mem);
+	fb_mem_layers_free(&b->layers);
+	free(b->fork_dirty);
 	if (b->ready_listen_fd >= 0) {
 		close(b->ready_listen_fd);
 		unlink(b->ready_path);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "forkbox/forkbox.h"
+#include "snapshot/layers.h"
 
 #define FB_BOX_GUEST_CID 3
 #define FB_BOX_VSOCK_NAME "vsock.sock"
@@ -30,6 +31,10 @@ struct fb_box_spec {
 				     * created the box (forkbox run) */
 	const char *restore_from;   /* a snapshot directory, or NULL: boot */
 	int restore_mem_mode;       /* enum fb_snap_mem_mode */
+	/* A fork's child: the parent's state and frozen memory (both
+	 * checked already; src/box/fork.c), or NULL. */
+	const struct fb_snap *fork_state;
+	const struct fb_mem_layers *fork_layers;
 };
 
 struct fb_box_vm {
@@ -49,7 +54,31 @@ struct fb_box_vm {
 	 * from): a diff snapshot's parent. Empty if none. */
 	char last_snapshot[PATH_MAX];
 	struct fb_snap_mem *snap_mem; /* a restored box's memory, or NULL */
+	bool snap_mem_uffd;           /* ... served by userfaultfd */
+	/* Guest memory frozen by forks (owner == NULL before the first),
+	 * and the pages written since the last fork that a snapshot's
+	 * restart of the dirty log took away (NULL: none yet). */
+	struct fb_mem_layers layers;
+	uint64_t *fork_dirty;
 };
+
+/* A fork's template, as the parent hands it out: the VM state (a snapshot
+ * state file in a memfd), the layer layout and the layers (dups). */
+struct fb_fork_template {
+	int state_fd, layout_fd;
+	int layer_fds[FB_LAYERS_MAX];
+	unsigned nr_layers;
+	double paused_ms;
+};
+
+/* The parent's side of a fork: pauses the VM, writes its state, freezes
+ * its memory into layers (src/snapshot/layers.h), resumes. The caller
+ * sends the fds and closes them with fb_fork_template_close(). */
+int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t);
+void fb_fork_template_close(struct fb_fork_template *t);
+
+/* Keeps dirty-log bits a snapshot consumes or clears for the next fork. */
+int fb_box_vm_keep_dirty(struct fb_box_vm *b, const uint64_t *bitmap);
 
 /* Boots the box whose state directory is dir and waits for its agent's
  * hello (an event, with a deadline). On failure the VM is gone and the

@@ -82,6 +82,46 @@ static void reply(int fd, int err, const char *detail)
 	(void)fb_write_full(fd, line, strlen(line));
 }
 
+/* The reply line and the template's fds in one message: fds travel
+ * with the first byte. */
+static void serve_fork(struct fb_box_vm *b, int fd)
+{
+	struct fb_fork_template t;
+	int fds[2 + FB_LAYERS_MAX];
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(fds))];
+	} cm;
+	char line[128];
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	unsigned n;
+	int err = fb_box_vm_fork(b, &t);
+
+	if (err < 0) {
+		reply(fd, err, "");
+		return;
+	}
+	fds[0] = t.state_fd;
+	fds[1] = t.layout_fd;
+	memcpy(fds + 2, t.layer_fds, t.nr_layers * sizeof(int));
+	n = 2 + t.nr_layers;
+	snprintf(line, sizeof(line), "ok paused_ms=%.2f layers=%u\n",
+		 t.paused_ms, t.nr_layers);
+	iov = (struct iovec){ line, strlen(line) };
+	memset(&cm, 0, sizeof(cm));
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
+	cm.h.cmsg_level = SOL_SOCKET;
+	cm.h.cmsg_type = SCM_RIGHTS;
+	cm.h.cmsg_len = CMSG_LEN(n * sizeof(int));
+	memcpy(CMSG_DATA(&cm.h), fds, n * sizeof(int));
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0)
+		fprintf(stderr, "forkbox vmm: fork: sendmsg: %s\n",
+			strerror(errno));
+	fb_fork_template_close(&t);
+}
+
 static void serve_one(struct fb_box_vm *b, int fd)
 {
 	char req[FB_BOX_CONTROL_MAX_LINE], detail[256] = "";
@@ -95,6 +135,10 @@ static void serve_one(struct fb_box_vm *b, int fd)
 		fb_vm_resume(b->vm);
 	else if (!strncmp(req, "snapshot ", 9))
 		err = fb_box_vm_snapshot(b, req + 9, detail, sizeof(detail));
+	else if (!strcmp(req, "fork")) {
+		serve_fork(b, fd);
+		return;
+	}
 	else
 		err = fb_errorf(-EINVAL, "unknown control request '%.40s'",
 				req);
@@ -130,13 +174,77 @@ int fb_box_control_loop(struct fb_box_vm *b, int listen_fd, int stop_fd)
 	}
 }
 
-int fb_box_control_call(const char *dir, const char *request, char *out,
-			size_t out_len, int timeout_ms)
+/* Reads the reply line, keeping the fds that come with it. */
+static int recv_reply(int fd, char *buf, size_t len, int *fds, unsigned max,
+		      unsigned *nr_fds, int timeout_ms)
+{
+	size_t got = 0;
+
+	*nr_fds = 0;
+	while (got < len - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int) * (2 + FB_LAYERS_MAX))];
+		} cm;
+		struct iovec iov = { buf + got, len - 1 - got };
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
+		};
+		struct cmsghdr *c;
+		char *nl;
+		ssize_t n;
+		int r = poll(&p, 1, timeout_ms);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return fb_errorf(-ETIMEDOUT, "no answer on the control "
+					 "socket within %d ms", timeout_ms);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			unsigned k;
+
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (unsigned i = 0; i < k; i++) {
+				int f;
+
+				memcpy(&f, CMSG_DATA(c) + i * sizeof(int),
+				       sizeof(int));
+				if (*nr_fds < max)
+					fds[(*nr_fds)++] = f;
+				else
+					close(f);
+			}
+		}
+		if (n <= 0)
+			break;
+		nl = memchr(buf + got, '\n', (size_t)n);
+		got += (size_t)n;
+		if (nl) {
+			got = (size_t)(nl - buf);
+			break;
+		}
+	}
+	buf[got] = '\0';
+	return got ? 0 : fb_errorf(-EPROTO, "empty control reply");
+}
+
+int fb_box_control_call_fds(const char *dir, const char *request, char *out,
+			    size_t out_len, int *fds, unsigned max,
+			    unsigned *nr_fds, int timeout_ms)
 {
 	char line[FB_BOX_CONTROL_MAX_LINE];
 	struct sockaddr_un addr;
 	int fd, err = control_addr(dir, &addr);
 
+	*nr_fds = 0;
 	if (err < 0)
 		return err;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -153,15 +261,33 @@ int fb_box_control_call(const char *dir, const char *request, char *out,
 		err = fb_errorf(-errno, "write to %s: %s", addr.sun_path,
 				strerror(errno));
 	if (!err)
-		err = read_line(fd, line, sizeof(line), timeout_ms);
+		err = recv_reply(fd, line, sizeof(line), fds, max, nr_fds,
+				 timeout_ms);
 	close(fd);
-	if (err < 0)
-		return err;
-	if (!strncmp(line, "ok", 2)) {
+	if (!err && !strncmp(line, "ok", 2)) {
 		snprintf(out, out_len, "%s", line[2] ? line + 3 : "");
 		return 0;
 	}
-	if (!strncmp(line, "error ", 6))
-		return fb_errorf(-EIO, "%s", line + 6);
-	return fb_errorf(-EPROTO, "unexpected control reply '%.60s'", line);
+	if (!err)
+		err = !strncmp(line, "error ", 6) ?
+		      fb_errorf(-EIO, "%s", line + 6) :
+		      fb_errorf(-EPROTO, "unexpected control reply '%.60s'",
+				line);
+	for (unsigned i = 0; i < *nr_fds; i++)
+		close(fds[i]);
+	*nr_fds = 0;
+	return err;
+}
+
+int fb_box_control_call(const char *dir, const char *request, char *out,
+			size_t out_len, int timeout_ms)
+{
+	int fds[2 + FB_LAYERS_MAX];
+	unsigned nr;
+	int err = fb_box_control_call_fds(dir, request, out, out_len, fds,
+					  2 + FB_LAYERS_MAX, &nr, timeout_ms);
+
+	for (unsigned i = 0; i < nr; i++)
+		close(fds[i]);
+	return err;
 }

@@ -1,9 +1,11 @@
-/* Fork of a running box into N children: a snapshot of the parent (its
- * pause is the only time it stops), then N restores of it at once. The
- * children map the snapshot's memory MAP_PRIVATE, so they share every
- * page none of them writes; each gets its own id, hostname, entropy,
- * clock and vsock before it is reported ready. */
+/* Fork of a running box into N children: the parent's VMM freezes its
+ * memory into sealed layers and hands them over with its state
+ * (src/box/fork_template.c); N new VMM processes map the layers
+ * MAP_PRIVATE, so parent and children share every page none of them
+ * writes, and each child gets its own id, hostname, entropy, clock and
+ * vsock before it is reported ready (src/box/restore.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +16,15 @@
 #include <unistd.h>
 
 #include "box/box.h"
-#include "snapshot/memory.h"
+#include "box/control.h"
+#include "snapshot/format.h"
+#include "snapshot/layers.h"
+#include "vmm/vm_snapshot.h"
 #include "util/error.h"
 #include "util/file.h"
 
 #define FORK_MAX 1024
+#define FORK_CONTROL_TIMEOUT_MS 60000
 
 static double now_ms(void)
 {
@@ -28,112 +34,164 @@ static double now_ms(void)
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-/* $FORKBOX_HOME/templates/PARENT-NNNN: kept, since the children's later
- * diff snapshots name it as their parent. */
-static int template_dir(const char *parent, char *buf, size_t len)
+/* Asks the parent's VMM for a template (its pause is the only time it
+ * stops) and checks it: the state like a snapshot's, the layers sealed. */
+static int get_template(const struct fb_box_info *parent, struct fb_snap **state,
+			struct fb_mem_layers *layers, double *pause_ms)
 {
-	char home[PATH_MAX], dir[PATH_MAX + 16];
-	struct timespec t;
-	int err = fb_home_dir(home, sizeof(home));
+	int fds[2 + FB_LAYERS_MAX];
+	struct fb_vm_snap_config cfg;
+	char detail[256];
+	unsigned nr_fds, nr_layers = 0;
+	int err;
 
-	if (!err)
-		err = fb_fmt(dir, sizeof(dir), "%s/templates", home);
+	err = fb_box_control_call_fds(parent->dir, "fork", detail,
+				      sizeof(detail), fds, 2 + FB_LAYERS_MAX,
+				      &nr_fds, FORK_CONTROL_TIMEOUT_MS);
 	if (err < 0)
 		return err;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return fb_errorf(-errno, "mkdir %s: %s", dir, strerror(errno));
-	clock_gettime(CLOCK_REALTIME, &t);
-	return fb_fmt(buf, len, "%s/%s-%lld%09ld", dir, parent,
-		      (long long)t.tv_sec, t.tv_nsec);
+	if (sscanf(detail, "paused_ms=%lf layers=%u", pause_ms,
+		   &nr_layers) != 2 || nr_fds != 2 + nr_layers) {
+		for (unsigned i = 0; i < nr_fds; i++)
+			close(fds[i]);
+		return fb_errorf(-EPROTO, "fork: the parent's reply '%.80s' "
+				 "came with %u fds", detail, nr_fds);
+	}
+	err = lseek(fds[0], 0, SEEK_SET) < 0 ?
+	      fb_errorf(-errno, "lseek: %s", strerror(errno)) :
+	      fb_snap_read_fd(fds[0], "the parent's state", 0, state);
+	close(fds[0]);
+	if (!err)
+		err = fb_vm_snapshot_config(*state, &cfg);
+	if (err) {
+		for (unsigned i = 1; i < nr_fds; i++)
+			close(fds[i]);
+		return err;
+	}
+	err = fb_mem_layers_from_fds(layers, fds[1], fds + 2, nr_layers,
+				     (cfg.mem_mib << 20) / FB_PAGE_SIZE);
+	close(fds[1]);
+	return err;
+}
+
+/* A child's VMM process: creates the box and reports "ok ID" or
+ * "error MESSAGE" on fd. */
+static void __attribute__((noreturn))
+child_main(const struct fb_box_spec *spec, int fd)
+{
+	char id[FB_BOX_ID_LEN + 1], line[600];
+	int e = fb_box_create(spec, NULL, id);
+
+	snprintf(line, sizeof(line), "%s %s\n", e < 0 ? "error" : "ok",
+		 e < 0 ? fb_last_error() : id);
+	(void)fb_write_full(fd, line, strlen(line));
+	_exit(e < 0 ? 1 : 0);
+}
+
+/* Reads child i's report line into res (or the first error into err).
+ * Up to the newline, not to EOF: the child's VMM, forked from it, holds
+ * the pipe's write end for as long as it lives. */
+static void reap(int fd, pid_t pid, unsigned i, struct fb_box_fork_result *res,
+		 int *err)
+{
+	char line[600] = "";
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < sizeof(line) - 1 && !memchr(line, '\n', got) &&
+	       ((r = read(fd, line + got, sizeof(line) - 1 - got)) > 0 ||
+		(r < 0 && errno == EINTR)))
+		got += r > 0 ? (size_t)r : 0;
+	line[got] = '\0';
+	close(fd);
+	waitpid(pid, NULL, 0);
+	line[strcspn(line, "\n")] = '\0';
+	if (!strncmp(line, "ok ", 3) && strlen(line + 3) == FB_BOX_ID_LEN) {
+		memcpy(res->ids[res->nr].id, line + 3, FB_BOX_ID_LEN + 1);
+		res->nr++;
+	} else if (!*err) {
+		*err = fb_errorf(-EIO, "child %u: %s", i, line[0] ? line + 6 :
+				 "its VMM died while it was restored");
+	}
 }
 
 int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 		const struct fb_box_spec *child_spec,
 		struct fb_box_fork_result *res)
 {
-	char tmpl[PATH_MAX], detail[256];
 	struct fb_box_spec spec = *child_spec;
-	int (*pipes)[2];
-	pid_t *pids;
+	struct fb_mem_layers layers = { 0 };
+	struct fb_snap *state = NULL;
+	unsigned window, started = 0, done = 0;
+	struct { int fd; pid_t pid; unsigned i; } *run = NULL;
 	double t0 = now_ms();
-	const char *p;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int err;
 
 	memset(res, 0, sizeof(*res));
 	if (n < 1 || n > FORK_MAX)
 		return fb_errorf(-EINVAL, "fork -n %u: 1..%d", n, FORK_MAX);
-	err = template_dir(parent->id, tmpl, sizeof(tmpl));
-	if (!err)
-		err = fb_box_snapshot(parent, tmpl, false, detail,
-				      sizeof(detail));
+	res->ids = calloc(n, sizeof(*res->ids));
+	if (!res->ids)
+		return fb_errorf(-ENOMEM, "calloc for %u children", n);
+	err = get_template(parent, &state, &layers, &res->pause_ms);
 	if (err < 0)
 		return err;
-	p = strstr(detail, "paused_ms=");
-	res->pause_ms = p ? atof(p + 10) : -1;
-	res->snapshot_ms = now_ms() - t0;
-	spec.restore_from = tmpl;
-	spec.restore_mem_mode = FB_SNAP_MEM_FILE;
+	res->template_ms = now_ms() - t0;
+	spec.restore_from = NULL;
+	spec.fork_state = state;
+	spec.fork_layers = &layers;
 
-	res->ids = calloc(n, sizeof(*res->ids));
-	pipes = calloc(n, sizeof(*pipes));
-	pids = calloc(n, sizeof(*pids));
-	if (!res->ids || !pipes || !pids) {
-		err = fb_errorf(-ENOMEM, "calloc for %u children", n);
+	/* Children are restored a few at a time: more than the CPUs can
+	 * run only queue up in the kernel. */
+	window = (unsigned)(cpus > 0 ? 2 * cpus : 4);
+	if (window > n)
+		window = n;
+	run = calloc(window, sizeof(*run));
+	if (!run) {
+		err = fb_errorf(-ENOMEM, "calloc for %u children", window);
 		goto out;
 	}
-	/* One process per child, so the N restores run at once. */
-	for (unsigned i = 0; i < n; i++) {
-		if (pipe(pipes[i]) < 0) {
-			err = fb_errorf(-errno, "pipe: %s", strerror(errno));
-			n = i;
-			break;
-		}
-		pids[i] = fork();
-		if (pids[i] == 0) {
-			char id[FB_BOX_ID_LEN + 1], line[600];
-			int e;
+	while (done < started || (started < n && !err)) {
+		unsigned active = started - done;
 
-			close(pipes[i][0]);
-			e = fb_box_create(&spec, NULL, id);
-			snprintf(line, sizeof(line), "%s %s\n", e < 0 ? "error" :
-				 "ok", e < 0 ? fb_last_error() : id);
-			(void)fb_write_full(pipes[i][1], line, strlen(line));
-			_exit(e < 0 ? 1 : 0);
-		}
-		close(pipes[i][1]);
-		if (pids[i] < 0) {
-			err = fb_errorf(-errno, "fork: %s", strerror(errno));
-			close(pipes[i][0]);
-			n = i;
-			break;
-		}
-	}
-	for (unsigned i = 0; i < n; i++) {
-		char line[600] = "";
-		ssize_t got = 0, r;
+		if (started < n && !err && active < window) {
+			int p[2];
+			pid_t pid;
 
-		while (got < (ssize_t)sizeof(line) - 1 &&
-		       (r = read(pipes[i][0], line + got,
-				 sizeof(line) - 1 - (size_t)got)) > 0)
-			got += r;
-		line[got > 0 ? got : 0] = '\0';
-		close(pipes[i][0]);
-		waitpid(pids[i], NULL, 0);
-		line[strcspn(line, "\n")] = '\0';
-		if (!strncmp(line, "ok ", 3) &&
-		    strlen(line + 3) == FB_BOX_ID_LEN) {
-			memcpy(res->ids[res->nr].id, line + 3,
-			       FB_BOX_ID_LEN + 1);
-			res->nr++;
-		} else if (!err) {
-			err = fb_errorf(-EIO, "child %u: %s", i, line[0] ?
-					line + 6 : "its restore died");
+			if (pipe2(p, O_CLOEXEC) < 0) {
+				err = fb_errorf(-errno, "pipe: %s",
+						strerror(errno));
+				continue;
+			}
+			pid = fork();
+			if (pid == 0) {
+				close(p[0]);
+				child_main(&spec, p[1]);
+			}
+			close(p[1]);
+			if (pid < 0) {
+				err = fb_errorf(-errno, "fork: %s",
+						strerror(errno));
+				close(p[0]);
+				continue;
+			}
+			run[started % window].fd = p[0];
+			run[started % window].pid = pid;
+			run[started % window].i = started;
+			started++;
+			continue;
 		}
+		/* Oldest first: they were started first and finish first. */
+		reap(run[done % window].fd, run[done % window].pid,
+		     run[done % window].i, res, &err);
+		done++;
 	}
 	res->total_ms = now_ms() - t0;
 out:
-	free(pipes);
-	free(pids);
+	free(run);
+	fb_snap_free(state);
+	fb_mem_layers_free(&layers);
 	return err;
 }
 

@@ -2,9 +2,11 @@
  * MAP_PRIVATE, or served on fault), the VM rebuilt from its state, and the
  * guest told of its new identity and the time before it is ready. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,32 +30,10 @@ static double now_ms(void)
 }
 
 /* The guest's vsock connections were reset with the restore; its agent
- * listens on. Ready is a fresh connection answered with HELLO; then the
- * guest gets its new box id, fresh entropy and the host's time. */
-/* The transport reset we queued for the guest and our first connection
- * can reach it in one interrupt; Linux then handles the connection first
- * and the reset kills it, silently. So a connection whose HELLO does not
- * come within a short wait is dropped and made again, until the
- * deadline: a fresh connection after the reset always answers. */
-#define HELLO_ATTEMPT_MS 3000
-
-static int dial_agent(struct fb_box_vm *b, int timeout_ms)
-{
-	double deadline = now_ms() + timeout_ms;
-	int fd;
-
-	for (;;) {
-		double left = deadline - now_ms();
-		int attempt = left < HELLO_ATTEMPT_MS ? (int)left :
-						       HELLO_ATTEMPT_MS;
-
-		fd = fb_agent_dial(b->uds, FB_AGENT_PORT,
-				   attempt > 0 ? attempt : 1, NULL);
-		if (fd >= 0 || now_ms() >= deadline)
-			return fd;
-	}
-}
-
+ * listens on. Ready is a fresh connection answered with HELLO (the device
+ * holds it until the guest has handled the reset: src/devices/virtio/
+ * vsock.c); then the guest gets its new box id, fresh entropy and the
+ * host's time. */
 static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms)
 {
 	uint8_t entropy[RESTORE_ENTROPY];
@@ -67,7 +47,7 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms)
 
 	/* Every box its own name: forks of one box must not share one. */
 	snprintf(hostname, sizeof(hostname), "forkbox-%.12s", box_id);
-	fd = dial_agent(b, timeout_ms);
+	fd = fb_agent_dial(b->uds, FB_AGENT_PORT, timeout_ms, NULL);
 	if (fd < 0)
 		return fd;
 	if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy)) {
@@ -82,31 +62,79 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms)
 	return err;
 }
 
+/* A fork's child: the parent's layers mapped MAP_PRIVATE into a fresh
+ * reservation, and a copy of the stack so this box can fork in turn. */
+static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
+			   uint64_t size, uint8_t **host)
+{
+	int err;
+
+	if (l->pages != size / FB_PAGE_SIZE)
+		return fb_errorf(-EINVAL, "fork: %llu pages of layers for %llu "
+				 "MiB of RAM", (unsigned long long)l->pages,
+				 (unsigned long long)(size >> 20));
+	*host = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (*host == MAP_FAILED)
+		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
+				 (unsigned long long)(size >> 20),
+				 strerror(errno));
+	err = fb_mem_layers_map(l, *host, 0, l->pages);
+	if (!err)
+		err = fb_mem_layers_dup(&b->layers, l);
+	if (err) {
+		munmap(*host, size);
+		*host = NULL;
+	}
+	return err;
+}
+
 int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		      const char *snap_dir, int mem_mode,
 		      struct fb_box_vm **out)
 {
 	char path[PATH_MAX + 16], why[512];
 	const char *id = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	const char *from = snap_dir ? snap_dir : "the parent";
 	struct fb_vm_snap_config cfg;
 	struct fb_snap *snap = NULL;
+	const struct fb_snap *state;
 	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
+	uint8_t *host = NULL;
 	double t0 = now_ms();
 	int err;
 
 	err = fb_box_vm_prepare(spec, dir, false, &b);
 	if (err < 0)
 		return err;
-	err = fb_fmt(path, sizeof(path), "%s/%s", snap_dir, FB_SNAP_FILE_STATE);
-	if (!err)
-		err = fb_snap_read(path, &snap);
-	if (!err)
-		err = fb_vm_snapshot_config(snap, &cfg);
-	if (!err)
-		err = fb_snap_mem_map(snap_dir, cfg.mem_mib << 20,
-				      (enum fb_snap_mem_mode)mem_mode,
-				      &b->snap_mem);
+	if (spec->fork_state) {
+		state = spec->fork_state;
+		err = fb_vm_snapshot_config(state, &cfg);
+		if (!err)
+			err = map_fork_memory(b, spec->fork_layers,
+					      cfg.mem_mib << 20, &host);
+	} else {
+		err = fb_fmt(path, sizeof(path), "%s/%s", snap_dir,
+			     FB_SNAP_FILE_STATE);
+		if (!err)
+			err = fb_snap_read(path, &snap);
+		state = snap;
+		if (!err)
+			err = fb_vm_snapshot_config(snap, &cfg);
+		if (!err)
+			err = fb_snap_mem_map(snap_dir, cfg.mem_mib << 20,
+					      (enum fb_snap_mem_mode)mem_mode,
+					      &b->snap_mem);
+		if (!err)
+			host = fb_snap_mem_take_host(b->snap_mem);
+		b->snap_mem_uffd = mem_mode == FB_SNAP_MEM_UFFD;
+		/* Diffs of this box start from the snapshot it came from.
+		 * Resolved now: the jail entered by the launch has no view
+		 * of it. */
+		if (!err && !realpath(snap_dir, b->last_snapshot))
+			b->last_snapshot[0] = '\0';
+	}
 	if (err < 0)
 		goto fail;
 	vmc = (struct fb_vm_config){
@@ -118,13 +146,9 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		.rng = cfg.rng,
 		.vsock_uds = cfg.vsock ? b->uds : NULL,
 		.vsock_cid = cfg.vsock_cid,
-		.restore_mem = fb_snap_mem_take_host(b->snap_mem),
+		.restore_mem = host,
 	};
-	/* Diffs of this box start from the snapshot it came from. Resolved
-	 * now: the jail entered by the launch has no view of it. */
-	if (!realpath(snap_dir, b->last_snapshot))
-		b->last_snapshot[0] = '\0';
-	err = fb_box_vm_launch(b, spec, &vmc, snap);
+	err = fb_box_vm_launch(b, spec, &vmc, state);
 	if (err < 0)
 		goto fail;
 	err = greet(b, id, spec->ready_timeout_ms ? (int)spec->ready_timeout_ms
@@ -139,5 +163,5 @@ fail:
 	snprintf(why, sizeof(why), "%s", fb_last_error());
 	fb_snap_free(snap);
 	fb_box_vm_stop(b);
-	return fb_errorf(err, "restore from %s: %s", snap_dir, why);
+	return fb_errorf(err, "restore from %s: %s", from, why);
 }

@@ -55,6 +55,8 @@ static int write_snapshot(struct fb_box_vm *b, const char *tmp, bool diff)
 		err = dirty ? fb_vm_dirty_fetch(b->vm, dirty) :
 			      fb_errorf(-ENOMEM, "calloc for the dirty bitmap");
 		if (!err)
+			err = fb_box_vm_keep_dirty(b, dirty);
+		if (!err)
 			err = fb_snap_mem_save_diff(&b->vm->mem, dirty, dir_fd,
 						    b->last_snapshot);
 		free(dirty);
@@ -86,6 +88,9 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 	if (err < 0)
 		return err;
 	err = write_snapshot(b, tmp, diff);
+	/* The restart below clears the log; the next fork needs it. */
+	if (!err && !diff)
+		err = fb_box_vm_keep_dirty(b, NULL);
 	/* From here on, writes count towards the next diff. */
 	if (!err)
 		err = fb_vm_dirty_start(b->vm);

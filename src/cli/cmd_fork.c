@@ -40,9 +40,10 @@ int cmd_fork(int argc, char **argv)
 			       "[--no-jail]\n\nForks a running box into N "
 			       "children (default 1) that go on exactly where "
 			       "it is:\nprocesses, memory, files. The parent is "
-			       "paused only while its snapshot is\ntaken and "
-			       "runs on. The children share every page none of "
-			       "them writes; each\ngets a new box id, hostname, "
+			       "paused only while its memory is\nfrozen into "
+			       "layers and runs on. Parent and children share "
+			       "every page none\nof them writes; each child\n"
+			       "gets a new box id, hostname, "
 			       "entropy and clock before it is reported ready.\n"
 			       "Prints the children's ids, one a line, or JSON "
 			       "with the timings.\n");
@@ -72,8 +73,8 @@ int cmd_fork(int argc, char **argv)
 		printf("{\"parent\": \"%s\", \"children\": [", info.id);
 		for (unsigned i = 0; i < res.nr; i++)
 			printf("%s\"%s\"", i ? ", " : "", res.ids[i].id);
-		printf("], \"pause_ms\": %.1f, \"snapshot_ms\": %.1f, "
-		       "\"total_ms\": %.1f}\n", res.pause_ms, res.snapshot_ms,
+		printf("], \"pause_ms\": %.2f, \"template_ms\": %.1f, "
+		       "\"total_ms\": %.1f}\n", res.pause_ms, res.template_ms,
 		       res.total_ms);
 	} else {
 		for (unsigned i = 0; i < res.nr; i++)

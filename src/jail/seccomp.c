@@ -58,8 +58,10 @@ static const int allowed[] = {
 	SCMP_SYS(sched_getaffinity), SCMP_SYS(sigaltstack),
 	SCMP_SYS(rt_sigaction), SCMP_SYS(getrlimit),
 	/* snapshots: state and memory files in a directory made for it
-	 * inside the box directory (sparse: holes by ftruncate) */
-	SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+	 * inside the box directory (sparse: holes by ftruncate); forks:
+	 * memfds for the state and the frozen memory layers (sealed with
+	 * fcntl), sent to the caller with sendmsg */
+	SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(memfd_create),
 };
 
 static void put_str(char **p, const char *s)

@@ -218,19 +218,12 @@ static void encode_section(const struct wsec *s,
 	put_le32(h + S_CRC, crc);
 }
 
-int fb_snap_writer_write(struct fb_snap_writer *w, const char *path)
+int fb_snap_writer_write_fd(struct fb_snap_writer *w, int fd)
 {
 	static const uint8_t zero[FB_SNAP_ALIGN];
 	uint8_t h[FB_SNAP_HEADER_SIZE], sh[FB_SNAP_SECTION_HEADER_SIZE];
-	char tmp[PATH_MAX];
-	int fd, err;
+	int err;
 
-	err = fb_fmt(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
-	if (err < 0)
-		return err;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return fb_errorf(-errno, "create %s: %s", tmp, strerror(errno));
 	encode_header(w, h);
 	err = fb_write_full(fd, h, sizeof(h));
 	for (uint32_t i = 0; !err && i < w->nr; i++) {
@@ -243,6 +236,21 @@ int fb_snap_writer_write(struct fb_snap_writer *w, const char *path)
 		if (!err && padded(s->len) != s->len)
 			err = fb_write_full(fd, zero, padded(s->len) - s->len);
 	}
+	return err;
+}
+
+int fb_snap_writer_write(struct fb_snap_writer *w, const char *path)
+{
+	char tmp[PATH_MAX];
+	int fd, err;
+
+	err = fb_fmt(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
+	if (err < 0)
+		return err;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return fb_errorf(-errno, "create %s: %s", tmp, strerror(errno));
+	err = fb_snap_writer_write_fd(w, fd);
 	if (!err && fsync(fd) < 0)
 		err = -errno;
 	if (close(fd) < 0 && !err)
@@ -404,18 +412,16 @@ static int parse_sections(const char *path, struct fb_snap *snap)
 	return 0;
 }
 
-int fb_snap_read_flags(const char *path, unsigned flags, struct fb_snap **out)
+int fb_snap_read_fd(int fd, const char *path, unsigned flags,
+		    struct fb_snap **out)
 {
 	uint8_t h[FB_SNAP_HEADER_SIZE];
 	struct fb_snap *snap;
 	struct stat st;
 	uint64_t size;
-	int fd, err;
+	int err;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fb_errorf(-errno, "open %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0) {
 		err = fb_errorf(-errno, "stat %s: %s", path, strerror(errno));
 		goto out_close;
@@ -464,11 +470,21 @@ int fb_snap_read_flags(const char *path, unsigned flags, struct fb_snap **out)
 	if (err)
 		goto out_free;
 	*out = snap;
-	close(fd);
 	return 0;
 out_free:
 	fb_snap_free(snap);
 out_close:
+	return err;
+}
+
+int fb_snap_read_flags(const char *path, unsigned flags, struct fb_snap **out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
+
+	*out = NULL;
+	if (fd < 0)
+		return fb_errorf(-errno, "open %s: %s", path, strerror(errno));
+	err = fb_snap_read_fd(fd, path, flags, out);
 	close(fd);
 	return err;
 }

@@ -77,6 +77,8 @@ void fb_snap_writer_set_created(struct fb_snap_writer *w, uint64_t created);
 /* Writes the file atomically: a temporary name next to path (mode 0600),
  * fsync, rename over path, fsync of the directory. */
 int fb_snap_writer_write(struct fb_snap_writer *w, const char *path);
+/* Writes the same bytes at fd's offset, nothing more (no fsync). */
+int fb_snap_writer_write_fd(struct fb_snap_writer *w, int fd);
 
 void fb_snap_writer_free(struct fb_snap_writer *w);
 
@@ -108,6 +110,10 @@ struct fb_snap {
  * On failure nothing is returned and fb_last_error() has one line. */
 int fb_snap_read(const char *path, struct fb_snap **out);
 int fb_snap_read_flags(const char *path, unsigned flags, struct fb_snap **out);
+/* The same from fd, read from its offset to its end; path only names it
+ * in messages. */
+int fb_snap_read_fd(int fd, const char *path, unsigned flags,
+		    struct fb_snap **out);
 
 /* The index-th section of a type (-ENOENT, without a message, if there is
  * none). version may be NULL. */

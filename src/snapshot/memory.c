@@ -15,6 +15,7 @@
 #include "snapshot/chain.h"
 #include "snapshot/format.h"
 #include "snapshot/memory.h"
+#include "snapshot/pages.h"
 #include "snapshot/snap_util.h"
 #include "util/error.h"
 
@@ -46,77 +47,6 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 	return (v + a - 1) / a * a;
 }
 
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
-		       const char *what)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fb_errorf(-errno, "write %s: %s", what,
-					 strerror(errno));
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off,
-		      const char *what)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fb_errorf(-errno, "read %s: %s", what,
-					 strerror(errno));
-		if (n == 0)
-			return fb_errorf(-EIO, "read %s: unexpected end of file "
-					 "at offset %llu", what,
-					 (unsigned long long)off);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	uint64_t acc = 0;
-
-	for (unsigned i = 0; i < PAGE / 8; i++)
-		acc |= w[i];
-	return acc == 0;
-}
-
-/* The first page >= p whose bit is `want`, or pages. */
-static uint64_t next_bit(const uint64_t *bm, uint64_t pages, uint64_t p,
-			 int want)
-{
-	while (p < pages) {
-		uint64_t w = want ? bm[p / 64] : ~bm[p / 64];
-
-		w >>= p % 64;
-		if (w) {
-			p += (uint64_t)__builtin_ctzll(w);
-			return p < pages ? p : pages;
-		}
-		p = (p / 64 + 1) * 64;
-	}
-	return pages;
-}
-
 /* Writes npages pages from src to fd at off, leaving all-zero pages as
  * holes (the file was sized with ftruncate first). */
 static int write_sparse(int fd, const uint8_t *src, uint64_t npages,
@@ -128,17 +58,17 @@ static int write_sparse(int fd, const uint8_t *src, uint64_t npages,
 		uint64_t start, n;
 		int err;
 
-		while (i < npages && page_is_zero(src + i * PAGE))
+		while (i < npages && fb_page_is_zero(src + i * PAGE))
 			i++;
 		start = i;
 		/* Runs of at most 16 MiB per write. */
 		while (i < npages && i - start < 4096 &&
-		       !page_is_zero(src + i * PAGE))
+		       !fb_page_is_zero(src + i * PAGE))
 			i++;
 		n = i - start;
 		if (!n)
 			break;
-		err = pwrite_full(fd, src + start * PAGE, n * PAGE,
+		err = fb_pwrite_full(fd, src + start * PAGE, n * PAGE,
 				  off + start * PAGE, what);
 		if (err)
 			return err;
@@ -219,9 +149,9 @@ static int write_parent(int dir_fd, const char *parent_path)
 	fd = create_at(dir_fd, FB_SNAP_FILE_PARENT);
 	if (fd < 0)
 		return fd;
-	err = pwrite_full(fd, parent_path, len, 0, "snapshot parent");
+	err = fb_pwrite_full(fd, parent_path, len, 0, "snapshot parent");
 	if (!err)
-		err = pwrite_full(fd, "\n", 1, len, "snapshot parent");
+		err = fb_pwrite_full(fd, "\n", 1, len, "snapshot parent");
 	if (close(fd) < 0 && !err)
 		err = fb_errorf(-errno, "close snapshot parent: %s",
 				strerror(errno));
@@ -276,14 +206,14 @@ int fb_snap_mem_save_diff(const struct fb_guest_mem *mem,
 		err = fb_errorf(-errno, "ftruncate memory.diff: %s",
 				strerror(errno));
 	if (!err)
-		err = pwrite_full(fd, head, sizeof(head), 0, "memory.diff");
+		err = fb_pwrite_full(fd, head, sizeof(head), 0, "memory.diff");
 	if (!err)
-		err = pwrite_full(fd, bm, bm_bytes, PAGE, "memory.diff");
+		err = fb_pwrite_full(fd, bm, bm_bytes, PAGE, "memory.diff");
 	/* The k-th present page goes to data_off + k pages; runs of dirty
 	 * pages are runs in the file too. */
 	for (p = 0, k = 0; !err && p < pages;) {
-		uint64_t start = next_bit(bm, pages, p, 1);
-		uint64_t end = next_bit(bm, pages, start, 0);
+		uint64_t start = fb_next_bit(bm, pages, p, 1);
+		uint64_t end = fb_next_bit(bm, pages, start, 0);
 
 		if (start == pages)
 			break;
@@ -325,7 +255,7 @@ static int load_diff(struct fb_snap_layer *l)
 		return fb_errorf(-EINVAL, "%s/memory.diff is truncated (%llu "
 				 "bytes, the header page is %u)", d,
 				 (unsigned long long)size, PAGE);
-	err = pread_full(l->fd, head, PAGE, 0, "memory.diff");
+	err = fb_pread_full(l->fd, head, PAGE, 0, "memory.diff");
 	if (err)
 		return err;
 	if (memcmp(head + D_MAGIC, FB_SNAP_DIFF_MAGIC, 8))
@@ -385,7 +315,7 @@ static int load_diff(struct fb_snap_layer *l)
 	if (!l->bitmap || !l->rank)
 		return fb_errorf(-ENOMEM, "%s/memory.diff: out of memory for "
 				 "its bitmap", d);
-	err = pread_full(l->fd, l->bitmap, bm_bytes, PAGE, "memory.diff");
+	err = fb_pread_full(l->fd, l->bitmap, bm_bytes, PAGE, "memory.diff");
 	if (err)
 		return err;
 	if (fb_snap_crc32(0, l->bitmap, bm_bytes) !=
@@ -598,9 +528,9 @@ static uint64_t count_runs(const struct fb_snap_layer *l, uint64_t pages)
 {
 	uint64_t runs = 0, p = 0;
 
-	while ((p = next_bit(l->bitmap, pages, p, 1)) < pages) {
+	while ((p = fb_next_bit(l->bitmap, pages, p, 1)) < pages) {
 		runs++;
-		p = next_bit(l->bitmap, pages, p, 0);
+		p = fb_next_bit(l->bitmap, pages, p, 0);
 	}
 	return runs;
 }
@@ -612,13 +542,13 @@ static int apply_diff(uint8_t *host, const struct fb_snap_layer *l,
 {
 	uint64_t p = 0, k = 0;
 
-	while ((p = next_bit(l->bitmap, pages, p, 1)) < pages) {
-		uint64_t end = next_bit(l->bitmap, pages, p, 0);
+	while ((p = fb_next_bit(l->bitmap, pages, p, 1)) < pages) {
+		uint64_t end = fb_next_bit(l->bitmap, pages, p, 0);
 		uint64_t len = (end - p) * PAGE, off = l->data_off + k * PAGE;
 		int err;
 
 		if (copy) {
-			err = pread_full(l->fd, host + p * PAGE, len, off,
+			err = fb_pread_full(l->fd, host + p * PAGE, len, off,
 					 "memory.diff");
 			if (err)
 				return err;

@@ -146,6 +146,19 @@ static int walk_chain(struct fb_virtqueue *vq, uint16_t head,
 	}
 }
 
+bool fb_vq_avail_idx(const struct fb_virtqueue *vq, uint16_t *idx)
+{
+	const uint8_t *avail;
+
+	if (!vq->ready || !vq->mem)
+		return false;
+	avail = ring_ptr(vq, vq->avail_gpa, 6 + 2ull * vq->size);
+	if (!avail)
+		return false;
+	*idx = load16_acquire(avail + AVAIL_IDX_OFF);
+	return true;
+}
+
 int fb_vq_pop(struct fb_virtqueue *vq, struct fb_vq_chain *chain)
 {
 	uint8_t *avail;

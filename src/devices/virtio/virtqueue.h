@@ -56,6 +56,10 @@ void fb_vq_reset(struct fb_virtqueue *vq);
  * protocol. */
 int fb_vq_pop(struct fb_virtqueue *vq, struct fb_vq_chain *chain);
 
+/* The driver's available index now, into *idx; false (and *idx
+ * untouched) for a queue not set up or whose ring is not in RAM. */
+bool fb_vq_avail_idx(const struct fb_virtqueue *vq, uint16_t *idx);
+
 /* Returns chain head to the driver with len bytes written into its
  * writable segments. */
 int fb_vq_push(struct fb_virtqueue *vq, uint16_t head, uint32_t len);

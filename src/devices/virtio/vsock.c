@@ -216,7 +216,25 @@ static void event_fill(struct fb_vsock *v)
 		broke(v, "event");
 		return;
 	}
+	/* The guest may hold more buffers in the queue already: its ack is
+	 * the index moving on from here. */
+	v->reset_unacked = fb_vq_avail_idx(vq, &v->reset_avail_idx);
 	pushed(v, vq);
+}
+
+/* Linux handles the event (resetting every connected socket) before it
+ * refills the event queue: a buffer back in the queue means the reset is
+ * done and held connections can go. */
+static void event_check_ack(struct fb_vsock *v)
+{
+	uint16_t idx;
+
+	if (!v->reset_unacked ||
+	    (fb_vq_avail_idx(&v->d->queues[VSOCK_QUEUE_EVENT], &idx) &&
+	     idx == v->reset_avail_idx))
+		return;
+	v->reset_unacked = false;
+	vsock_release_held(v);
 }
 
 static void *io_thread(void *arg)
@@ -256,6 +274,7 @@ static void *io_thread(void *arg)
 			}
 		}
 		vsock_expire(v, vsock_now_ms());
+		event_check_ack(v);
 		/* tx first: it turns guest packets into answers rx sends. */
 		tx_drain(v);
 		rx_fill(v);
@@ -331,6 +350,7 @@ static void vsock_reset(struct fb_virtio_device *d)
 	v->rx_held = false;
 	v->rst_head = v->rst_len = 0;
 	v->event_pending = false;
+	v->reset_unacked = false;
 	vsock_conn_kill_all(v);
 	pthread_mutex_unlock(&v->lock);
 }

@@ -177,9 +177,26 @@ static void read_connect_line(struct fb_vsock *v, struct vsock_conn *c)
 	c->local_port = alloc_local_port(v);
 	c->peer_port = port;
 	c->state = CONN_LOCAL_INIT;
-	c->pending |= PEND_REQUEST;
 	c->deadline_ms = vsock_now_ms() + v->timeout_ms;
+	if (v->event_pending || v->reset_unacked) {
+		c->held = true;
+		return;
+	}
+	c->pending |= PEND_REQUEST;
 	vsock_conn_want_rx(v, c);
+}
+
+void vsock_release_held(struct fb_vsock *v)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = v->conns[i];
+
+		if (c && c->held) {
+			c->held = false;
+			c->pending |= PEND_REQUEST;
+			vsock_conn_want_rx(v, c);
+		}
+	}
 }
 
 void vsock_conn_io(struct fb_vsock *v, struct vsock_conn *c, uint32_t ev)

@@ -102,6 +102,7 @@ struct vsock_conn {
 	bool shut_wr_done;        /* shutdown(SHUT_WR) done on the socket */
 
 	unsigned pending;         /* PEND_* */
+	bool held;                /* its REQUEST waits for reset_unacked */
 	bool in_rxq;
 	struct vsock_conn *rxq_next;
 };
@@ -142,6 +143,12 @@ struct fb_vsock {
 	struct vsock_rst rst[VSOCK_RST_RING];
 	unsigned rst_head, rst_len;
 	bool event_pending;
+	/* A TRANSPORT_RESET went to the guest, which has not yet handed an
+	 * event buffer back: until it does, its reset may still be to come
+	 * and would kill a connection made now, so new host connections
+	 * wait (held) for it. */
+	bool reset_unacked;
+	uint16_t reset_avail_idx; /* the event queue's avail index then */
 
 	bool rx_held;          /* a popped rx chain we had nothing for yet */
 	struct fb_vq_chain rx_chain;
@@ -156,6 +163,10 @@ uint64_t vsock_conn_token(const struct vsock_conn *c);
 struct vsock_conn *vsock_conn_from_token(struct fb_vsock *v, uint64_t token);
 
 uint64_t vsock_now_ms(void);
+
+/* vsock_host.c: sends the REQUESTs of connections held while a transport
+ * reset was unacknowledged. */
+void vsock_release_held(struct fb_vsock *v);
 
 /* vsock_conn.c */
 struct vsock_conn *vsock_conn_new(struct fb_vsock *v, int fd);

@@ -1,0 +1,171 @@
+/* The parent's side of a fork, in its VMM: a short pause in which the VM
+ * state is written to a memfd and the guest memory frozen into sealed
+ * layers that the children map copy-on-write (src/snapshot/layers.h).
+ * Nothing of the memory is copied on a box's first fork; later forks copy
+ * the pages written since the one before. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "box/boxvm.h"
+#include "snapshot/format.h"
+#include "util/error.h"
+#include "vmm/vm.h"
+#include "vmm/vm_snapshot.h"
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static uint64_t bitmap_words(const struct fb_box_vm *b)
+{
+	return (b->layers.pages + 63) / 64;
+}
+
+int fb_box_vm_keep_dirty(struct fb_box_vm *b, const uint64_t *bitmap)
+{
+	uint64_t words = bitmap_words(b), *fetched = NULL;
+	int err = 0;
+
+	if (!b->layers.nr)
+		return 0; /* never forked: the next fork takes all it needs */
+	if (!b->fork_dirty) {
+		b->fork_dirty = calloc(words, sizeof(uint64_t));
+		if (!b->fork_dirty)
+			return fb_errorf(-ENOMEM, "calloc for the fork's dirty "
+					 "bitmap");
+	}
+	if (!bitmap) {
+		fetched = calloc(words, sizeof(uint64_t));
+		if (!fetched)
+			return fb_errorf(-ENOMEM, "calloc for a dirty bitmap");
+		err = fb_vm_dirty_fetch(b->vm, fetched);
+		bitmap = fetched;
+	}
+	for (uint64_t i = 0; !err && i < words; i++)
+		b->fork_dirty[i] |= bitmap[i];
+	free(fetched);
+	return err;
+}
+
+/* With the VM paused: the memory becomes layers, exactly as it is. */
+static int freeze(struct fb_box_vm *b)
+{
+	struct fb_guest_mem *mem = &b->vm->mem;
+	uint64_t words = bitmap_words(b), *dirty;
+	int err = 0;
+
+	/* Booted on a shared memfd: that memfd is the first layer. */
+	if (!b->layers.nr && mem->fd >= 0)
+		return fb_mem_layers_freeze_shared(&b->layers, mem);
+	dirty = calloc(words, sizeof(uint64_t));
+	if (!dirty)
+		return fb_errorf(-ENOMEM, "calloc for the dirty bitmap");
+	if (!b->layers.nr) {
+		/* A restored box: its memory is the snapshot's file pages
+		 * and its own copies; all of it goes into one layer. */
+		memset(dirty, 0xff, words * sizeof(uint64_t));
+	} else {
+		err = fb_vm_dirty_fetch(b->vm, dirty);
+		for (uint64_t i = 0; !err && b->fork_dirty && i < words; i++)
+			dirty[i] |= b->fork_dirty[i];
+	}
+	if (!err)
+		err = fb_mem_layers_freeze_copy(&b->layers, mem->mapping, dirty,
+						false);
+	if (!err && b->fork_dirty)
+		memset(b->fork_dirty, 0, words * sizeof(uint64_t));
+	free(dirty);
+	return err;
+}
+
+static int write_state(struct fb_box_vm *b, int fd)
+{
+	struct fb_snap_writer *w = NULL;
+	int err = fb_snap_writer_new(&w, FB_SNAP_F_FULL);
+
+	if (!err)
+		err = fb_vm_snapshot_write(b->vm, w);
+	if (!err)
+		err = fb_snap_writer_write_fd(w, fd);
+	fb_snap_writer_free(w);
+	return err;
+}
+
+int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
+{
+	double t0;
+	int err;
+
+	memset(t, 0, sizeof(*t));
+	t->state_fd = t->layout_fd = -1;
+	if (b->snap_mem_uffd)
+		return fb_errorf(-ENOTSUP, "fork of a box restored with "
+				 "--memory uffd: its pages are not all in it "
+				 "yet (restore with --memory file to fork)");
+	if (!b->layers.owner) {
+		err = fb_mem_layers_init(&b->layers, b->vm->mem.mapping_size /
+					 FB_PAGE_SIZE);
+		if (err)
+			return err;
+	}
+	t->state_fd = memfd_create("forkbox-state", MFD_CLOEXEC);
+	if (t->state_fd < 0)
+		return fb_errorf(-errno, "memfd_create: %s", strerror(errno));
+
+	t0 = now_ms();
+	err = fb_vm_pause(b->vm);
+	if (err < 0)
+		goto fail;
+	err = write_state(b, t->state_fd);
+	if (!err)
+		err = freeze(b);
+	/* The next fork's layer: what is written from now on. */
+	if (!err)
+		err = fb_vm_dirty_start(b->vm);
+	fb_vm_resume(b->vm);
+	t->paused_ms = now_ms() - t0;
+	if (err < 0)
+		goto fail;
+	/* The dirty log now counts from the fork, not from a snapshot. */
+	b->last_snapshot[0] = '\0';
+
+	t->layout_fd = fb_mem_layers_layout_fd(&b->layers);
+	if (t->layout_fd < 0) {
+		err = t->layout_fd;
+		goto fail;
+	}
+	for (unsigned i = 0; i < b->layers.nr; i++) {
+		t->layer_fds[i] = fcntl(b->layers.fds[i], F_DUPFD_CLOEXEC, 3);
+		if (t->layer_fds[i] < 0) {
+			err = fb_errorf(-errno, "dup of a memory layer: %s",
+					strerror(errno));
+			goto fail;
+		}
+		t->nr_layers = i + 1;
+	}
+	return 0;
+fail:
+	fb_fork_template_close(t);
+	return err;
+}
+
+void fb_fork_template_close(struct fb_fork_template *t)
+{
+	if (t->state_fd >= 0)
+		close(t->state_fd);
+	if (t->layout_fd >= 0)
+		close(t->layout_fd);
+	for (unsigned i = 0; i < t->nr_layers; i++)
+		close(t->layer_fds[i]);
+	t->state_fd = t->layout_fd = -1;
+	t->nr_layers = 0;
+}

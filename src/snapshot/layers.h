@@ -1,0 +1,77 @@
+/* Guest memory as a stack of frozen layers, for fork (docs/ARCHITECTURE.md
+ * "Fork").
+ *
+ * A layer is a sealed memfd (no write, grow or shrink: whoever holds it,
+ * the pages are fixed) of the guest's mapping size holding some pages at
+ * their own offsets. An owner table says, for each 4 KiB page of the
+ * mapping, which layer holds it, or 0: a page of zeros. A VM runs on its
+ * layers mapped MAP_PRIVATE page run by page run, so every VM forked from
+ * them shares each page until it writes it.
+ *
+ * A fork freezes the parent's memory into the stack (a new layer with the
+ * pages written since the last fork, mapped back into the parent in
+ * place of its private copies) and hands the layers and the table to the
+ * children. The first fork of a box booted on a shared memfd freezes that
+ * memfd itself, copying nothing. */
+#ifndef FB_SNAPSHOT_LAYERS_H
+#define FB_SNAPSHOT_LAYERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/guest_mem.h"
+
+/* More layers than this are flattened into one by the next fork. */
+#define FB_LAYERS_MAX 32
+#define FB_LAYOUT_MAGIC "FBLAYOUT"
+#define FB_LAYOUT_VERSION 1
+#define FB_LAYOUT_HEADER_SIZE 32
+
+struct fb_mem_layers {
+	uint64_t pages;     /* of the mapping */
+	uint16_t *owner;    /* per page: 0 zeros, k: fds[k - 1] */
+	int fds[FB_LAYERS_MAX];
+	unsigned nr;
+};
+
+/* An empty stack for a mapping of pages pages (nothing frozen yet). */
+int fb_mem_layers_init(struct fb_mem_layers *l, uint64_t pages);
+void fb_mem_layers_free(struct fb_mem_layers *l);
+
+/* Maps pages [first, first + count) of the stack at base + first pages,
+ * MAP_PRIVATE | MAP_FIXED: one mapping per run of pages of one owner. */
+int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
+		      uint64_t first, uint64_t count);
+
+/* The first freeze of memory that runs on the shared memfd mem->fd: the
+ * memfd becomes layer 1 as it is (its pages with data, found with
+ * SEEK_DATA), the mapping turns MAP_PRIVATE over it, the memfd is sealed
+ * and mem->fd handed over (-1 after). l must be empty. */
+int fb_mem_layers_freeze_shared(struct fb_mem_layers *l,
+				struct fb_guest_mem *mem);
+
+/* Freezes pages of the mapping host into a new layer: those set in dirty
+ * (a bitmap of l->pages bits), plus, when the stack is full or flatten
+ * is set, every page any layer holds (which then become the only layer).
+ * All-zero pages become owner 0. The pages move run by run (copied, then
+ * mapped back over the private copy), so memory is never held twice for
+ * more than one run. */
+int fb_mem_layers_freeze_copy(struct fb_mem_layers *l, uint8_t *host,
+			      const uint64_t *dirty, bool flatten);
+
+/* The owner table as a sealed memfd: header (magic, version, layers,
+ * pages) and then one little-endian uint16 per page. */
+int fb_mem_layers_layout_fd(const struct fb_mem_layers *l);
+
+/* Rebuilds a stack from a layout fd and nr layer fds (taken: kept in l
+ * on success, closed on failure), checking everything a child must not
+ * trust: header, pages == expect_pages, owners <= nr, each layer sealed
+ * against writes and shrinking and at least the mapping's size. */
+int fb_mem_layers_from_fds(struct fb_mem_layers *l, int layout_fd,
+			   const int *fds, unsigned nr, uint64_t expect_pages);
+
+/* A copy with duplicated fds (for a child that forks in turn). */
+int fb_mem_layers_dup(struct fb_mem_layers *dst,
+		      const struct fb_mem_layers *src);
+
+#endif

@@ -1,0 +1,184 @@
+/* Fork memory layers (src/snapshot/layers.h) without a VM: a parent's
+ * memory frozen in place, children's views that never change after, new
+ * layers for later writes, flattening, and the checks a child makes on
+ * what it is handed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "snapshot/layers.h"
+#include "vmm/guest_mem.h"
+
+#define MiB (1ull << 20)
+#define PG 4096ull
+#define RAM (16 * MiB)
+#define PAGES (RAM / PG)
+
+static void fill(uint8_t *host, uint64_t page, uint8_t v)
+{
+	memset(host + page * PG, v, PG);
+}
+
+static uint8_t *child_view(const struct fb_mem_layers *l)
+{
+	uint8_t *c = mmap(NULL, RAM, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	assert_ptr_not_equal(c, MAP_FAILED);
+	assert_int_equal(fb_mem_layers_map(l, c, 0, l->pages), 0);
+	return c;
+}
+
+static void set_bit(uint64_t *bm, uint64_t p)
+{
+	bm[p / 64] |= 1ull << (p % 64);
+}
+
+static void test_freeze_shared_then_copy(void **state)
+{
+	struct fb_guest_mem mem;
+	struct fb_mem_layers l;
+	uint64_t dirty[PAGES / 64] = { 0 };
+	uint8_t *c1, *c2, byte;
+	int seals;
+
+	assert_int_equal(fb_guest_mem_init(&mem, RAM), 0);
+	assert_true(mem.fd >= 0);
+	fill(mem.mapping, 0, 0x11);
+	fill(mem.mapping, 7, 0x77);
+	fill(mem.mapping, PAGES - 1, 0xee);
+
+	assert_int_equal(fb_mem_layers_init(&l, PAGES), 0);
+	assert_int_equal(fb_mem_layers_freeze_shared(&l, &mem), 0);
+	assert_int_equal(mem.fd, -1);
+	assert_int_equal(l.nr, 1);
+	assert_int_equal(l.owner[0], 1);
+	assert_int_equal(l.owner[7], 1);
+	assert_int_equal(l.owner[PAGES - 1], 1);
+	assert_int_equal(l.owner[3], 0);
+	seals = fcntl(l.fds[0], F_GET_SEALS);
+	assert_true(seals & F_SEAL_WRITE);
+	assert_int_equal(pwrite(l.fds[0], "x", 1, 0), -1);
+	assert_int_equal(errno, EPERM);
+
+	/* The parent's writes go to private copies; the layer keeps the
+	 * frozen bytes, so a child sees the memory of the fork. */
+	c1 = child_view(&l);
+	fill(mem.mapping, 7, 0x78);
+	fill(mem.mapping, 9, 0x99);
+	assert_int_equal(pread(l.fds[0], &byte, 1, 7 * PG), 1);
+	assert_int_equal(byte, 0x77);
+	assert_int_equal(c1[7 * PG], 0x77);
+	assert_int_equal(c1[9 * PG], 0);
+	assert_int_equal(c1[PAGES * PG - 1], 0xee);
+
+	/* Second fork: a new layer with just the dirty pages. */
+	set_bit(dirty, 7);
+	set_bit(dirty, 9);
+	assert_int_equal(fb_mem_layers_freeze_copy(&l, mem.mapping, dirty,
+						   false), 0);
+	assert_int_equal(l.nr, 2);
+	assert_int_equal(l.owner[7], 2);
+	assert_int_equal(l.owner[9], 2);
+	assert_int_equal(l.owner[0], 1);
+	c2 = child_view(&l);
+	assert_int_equal(c2[7 * PG + 5], 0x78);
+	assert_int_equal(c2[9 * PG], 0x99);
+	assert_int_equal(c2[0], 0x11);
+	/* The first child still sees the first fork's memory. */
+	assert_int_equal(c1[7 * PG], 0x77);
+	/* A child's write is its own. */
+	c2[0] = 0x22;
+	assert_int_equal(mem.mapping[0], 0x11);
+	assert_int_equal(c1[0], 0x11);
+
+	/* A page written back to zeros needs no layer. */
+	memset(dirty, 0, sizeof(dirty));
+	fill(mem.mapping, 9, 0);
+	set_bit(dirty, 9);
+	assert_int_equal(fb_mem_layers_freeze_copy(&l, mem.mapping, dirty,
+						   false), 0);
+	assert_int_equal(l.owner[9], 0);
+	assert_int_equal(mem.mapping[9 * PG], 0);
+
+	/* Flattening keeps the bytes and leaves one layer. */
+	assert_int_equal(fb_mem_layers_freeze_copy(&l, mem.mapping, NULL,
+						   true), 0);
+	assert_int_equal(l.nr, 1);
+	munmap(c2, RAM);
+	c2 = child_view(&l);
+	assert_memory_equal(c2, mem.mapping, RAM);
+	assert_int_equal(c1[7 * PG], 0x77);
+
+	munmap(c1, RAM);
+	munmap(c2, RAM);
+	fb_mem_layers_free(&l);
+	fb_guest_mem_release(&mem);
+}
+
+static void test_layout_round_trip_and_checks(void **state)
+{
+	struct fb_guest_mem mem;
+	struct fb_mem_layers l, got;
+	int layout, fds[1], bad;
+	uint8_t *c;
+
+	assert_int_equal(fb_guest_mem_init(&mem, RAM), 0);
+	fill(mem.mapping, 5, 0x55);
+	assert_int_equal(fb_mem_layers_init(&l, PAGES), 0);
+	assert_int_equal(fb_mem_layers_freeze_shared(&l, &mem), 0);
+
+	layout = fb_mem_layers_layout_fd(&l);
+	assert_true(layout >= 0);
+	fds[0] = dup(l.fds[0]);
+	assert_int_equal(fb_mem_layers_from_fds(&got, layout, fds, 1, PAGES),
+			 0);
+	assert_int_equal(got.owner[5], 1);
+	c = child_view(&got);
+	assert_int_equal(c[5 * PG], 0x55);
+	munmap(c, RAM);
+	fb_mem_layers_free(&got);
+
+	/* The wrong size, and an unsealed layer, are refused. */
+	fds[0] = dup(l.fds[0]);
+	assert_int_equal(fb_mem_layers_from_fds(&got, layout, fds, 1,
+						PAGES / 2), -EINVAL);
+	bad = memfd_create("unsealed", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(bad, RAM), 0);
+	fds[0] = bad;
+	assert_int_equal(fb_mem_layers_from_fds(&got, layout, fds, 1, PAGES),
+			 -EPERM);
+	/* The fds were taken: closed on failure. */
+	assert_int_equal(fcntl(bad, F_GETFD), -1);
+	close(layout);
+
+	/* A layout naming a layer that was not sent. */
+	l.owner[6] = 2;
+	layout = fb_mem_layers_layout_fd(&l);
+	fds[0] = dup(l.fds[0]);
+	assert_int_equal(fb_mem_layers_from_fds(&got, layout, fds, 1, PAGES),
+			 -EINVAL);
+	close(layout);
+	l.owner[6] = 0;
+	fb_mem_layers_free(&l);
+	fb_guest_mem_release(&mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_freeze_shared_then_copy),
+		cmocka_unit_test(test_layout_round_trip_and_checks),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
