@@ -153,27 +153,25 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 {
 	const char *dir = b->dir;
 	struct fb_jail_config jail;
+	double t = now_ms();
 	int err;
 
 	/* The jail (src/jail/jail.h): its cgroup and namespaces before the
 	 * VM exists (one thread yet; guest memory charged to the box from
 	 * its first page), the rest once everything privileged is done
 	 * (/dev/kvm, VM, memory, vCPU fds, sockets) and before a vCPU runs. */
-	/* Room for guest RAM twice: the pages a fork froze into layers
-	 * stay charged to the box that made them, beside the copies its
-	 * guest writes after; a restored box's snapshot file fills page
-	 * cache charged to it. */
 	fb_jail_config_for(&jail, strrchr(dir, '/') ? strrchr(dir, '/') + 1 :
-			   dir, dir, 2 * vmc->mem_mib,
-			   vmc->cpus);
+			   dir, dir, vmc->mem_mib, vmc->cpus);
 	if (!spec->no_jail) {
 		err = fb_jail_prepare(&jail);
 		if (err < 0)
 			return err;
 	}
+	b->launch_ms[FB_LAUNCH_JAIL_PREPARE] = now_ms() - t;
 	err = fb_vm_create(vmc, &b->vm);
 	if (err < 0)
 		return err;
+	b->launch_ms[FB_LAUNCH_VM_CREATE] = now_ms() - t;
 	if (snap) {
 		err = fb_vm_snapshot_apply(b->vm, snap);
 		/* Diffs of a restored box count from the snapshot. */
@@ -182,11 +180,13 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 		if (err < 0)
 			return err;
 	}
+	b->launch_ms[FB_LAUNCH_STATE] = now_ms() - t;
 	if (!spec->no_jail) {
 		err = fb_jail_enter(&jail);
 		if (err < 0)
 			return err;
 	}
+	b->launch_ms[FB_LAUNCH_JAIL_ENTER] = now_ms() - t;
 	err = -pthread_create(&b->thread, NULL, vm_thread, b);
 	if (err)
 		return fb_errorf(err, "pthread_create: %s", strerror(-err));

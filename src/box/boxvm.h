@@ -18,6 +18,11 @@
 #define FB_BOX_VSOCK_NAME "vsock.sock"
 #define FB_BOX_CONSOLE_NAME "console.log"
 
+enum fb_launch_step {
+	FB_LAUNCH_JAIL_PREPARE, FB_LAUNCH_VM_CREATE, FB_LAUNCH_STATE,
+	FB_LAUNCH_JAIL_ENTER, FB_LAUNCH_STEPS
+};
+
 struct fb_box_spec {
 	unsigned cpus;
 	uint64_t mem_mib;
@@ -50,6 +55,8 @@ struct fb_box_vm {
 	char ready_path[PATH_MAX + 16];
 	FILE *console_log;
 	double ready_ms;            /* VMM start to the agent's hello */
+	/* When each step of fb_box_vm_launch ended, ms from its start. */
+	double launch_ms[FB_LAUNCH_STEPS];
 	/* The snapshot the guest memory last matched (taken or restored
 	 * from): a diff snapshot's parent. Empty if none. */
 	char last_snapshot[PATH_MAX];
@@ -68,6 +75,7 @@ struct fb_fork_template {
 	int state_fd, layout_fd;
 	int layer_fds[FB_LAYERS_MAX];
 	unsigned nr_layers;
+	uint64_t runs;        /* mappings a child makes */
 	double paused_ms;
 };
 

@@ -106,8 +106,8 @@ static void serve_fork(struct fb_box_vm *b, int fd)
 	fds[1] = t.layout_fd;
 	memcpy(fds + 2, t.layer_fds, t.nr_layers * sizeof(int));
 	n = 2 + t.nr_layers;
-	snprintf(line, sizeof(line), "ok paused_ms=%.2f layers=%u\n",
-		 t.paused_ms, t.nr_layers);
+	snprintf(line, sizeof(line), "ok paused_ms=%.2f layers=%u runs=%llu\n",
+		 t.paused_ms, t.nr_layers, (unsigned long long)t.runs);
 	iov = (struct iovec){ line, strlen(line) };
 	memset(&cm, 0, sizeof(cm));
 	msg.msg_control = cm.buf;

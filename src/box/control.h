@@ -1,7 +1,7 @@
 /* The control socket of a detached box's VMM process, `control.sock` in
  * the box directory: one request line per connection, one reply line:
  *   pause | resume | snapshot DIR [diff]   ->   ok [detail] | error MESSAGE
- *   fork   ->   ok paused_ms=X layers=N, with the fork's template fds
+ *   fork   ->   ok paused_ms=X layers=N runs=R, with the template's fds
  *                (state, layout, N layers) attached (SCM_RIGHTS)
  * Only the box's owner can reach it (the directory is 0700). */
 #ifndef FB_BOX_CONTROL_H

@@ -37,7 +37,8 @@ static double now_ms(void)
 /* Asks the parent's VMM for a template (its pause is the only time it
  * stops) and checks it: the state like a snapshot's, the layers sealed. */
 static int get_template(const struct fb_box_info *parent, struct fb_snap **state,
-			struct fb_mem_layers *layers, double *pause_ms)
+			struct fb_mem_layers *layers, double *pause_ms,
+			unsigned long long *runs)
 {
 	int fds[2 + FB_LAYERS_MAX];
 	struct fb_vm_snap_config cfg;
@@ -50,8 +51,8 @@ static int get_template(const struct fb_box_info *parent, struct fb_snap **state
 				      &nr_fds, FORK_CONTROL_TIMEOUT_MS);
 	if (err < 0)
 		return err;
-	if (sscanf(detail, "paused_ms=%lf layers=%u", pause_ms,
-		   &nr_layers) != 2 || nr_fds != 2 + nr_layers) {
+	if (sscanf(detail, "paused_ms=%lf layers=%u runs=%llu", pause_ms,
+		   &nr_layers, runs) != 3 || nr_fds != 2 + nr_layers) {
 		for (unsigned i = 0; i < nr_fds; i++)
 			close(fds[i]);
 		return fb_errorf(-EPROTO, "fork: the parent's reply '%.80s' "
@@ -134,10 +135,12 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	res->ids = calloc(n, sizeof(*res->ids));
 	if (!res->ids)
 		return fb_errorf(-ENOMEM, "calloc for %u children", n);
-	err = get_template(parent, &state, &layers, &res->pause_ms);
+	err = get_template(parent, &state, &layers, &res->pause_ms,
+			   &res->runs);
 	if (err < 0)
 		return err;
 	res->template_ms = now_ms() - t0;
+	res->layers = layers.nr;
 	spec.restore_from = NULL;
 	spec.fork_state = state;
 	spec.fork_layers = &layers;

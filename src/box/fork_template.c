@@ -137,6 +137,7 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 		goto fail;
 	/* The dirty log now counts from the fork, not from a snapshot. */
 	b->last_snapshot[0] = '\0';
+	t->runs = fb_mem_layers_runs(&b->layers);
 
 	t->layout_fd = fb_mem_layers_layout_fd(&b->layers);
 	if (t->layout_fd < 0) {

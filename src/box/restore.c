@@ -34,8 +34,10 @@ static double now_ms(void)
  * holds it until the guest has handled the reset: src/devices/virtio/
  * vsock.c); then the guest gets its new box id, fresh entropy and the
  * host's time. */
-static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms)
+static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
+		 double *dial_ms)
 {
+	double t0 = now_ms();
 	uint8_t entropy[RESTORE_ENTROPY];
 	char hostname[32];
 	struct fb_agent_reinject ri = {
@@ -50,6 +52,7 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms)
 	fd = fb_agent_dial(b->uds, FB_AGENT_PORT, timeout_ms, NULL);
 	if (fd < 0)
 		return fd;
+	*dial_ms = now_ms() - t0;
 	if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy)) {
 		close(fd);
 		return fb_errorf(-errno, "getrandom: %s", strerror(errno));
@@ -102,7 +105,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
 	uint8_t *host = NULL;
-	double t0 = now_ms();
+	double t0 = now_ms(), t_mem, t_launch, dial_ms = 0;
 	int err;
 
 	err = fb_box_vm_prepare(spec, dir, false, &b);
@@ -137,6 +140,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	}
 	if (err < 0)
 		goto fail;
+	t_mem = now_ms();
 	vmc = (struct fb_vm_config){
 		.cpus = cfg.cpus,
 		.mem_mib = cfg.mem_mib,
@@ -151,11 +155,21 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	err = fb_box_vm_launch(b, spec, &vmc, state);
 	if (err < 0)
 		goto fail;
+	t_launch = now_ms();
 	err = greet(b, id, spec->ready_timeout_ms ? (int)spec->ready_timeout_ms
-						  : 60000);
+						  : 60000, &dial_ms);
 	if (err < 0)
 		goto fail;
 	b->ready_ms = now_ms() - t0;
+	/* Where a restore's time goes, in the box's vmm.log. */
+	fprintf(stderr, "forkbox vmm: restored in %.1f ms: state and memory "
+		"%.1f, VM and jail %.1f (at %.1f/%.1f/%.1f/%.1f: jail, VM, "
+		"state, jail entered), agent %.1f (hello at %.1f)\n",
+		b->ready_ms, t_mem - t0,
+		t_launch - t_mem, b->launch_ms[FB_LAUNCH_JAIL_PREPARE],
+		b->launch_ms[FB_LAUNCH_VM_CREATE], b->launch_ms[FB_LAUNCH_STATE],
+		b->launch_ms[FB_LAUNCH_JAIL_ENTER], now_ms() - t_launch,
+		dial_ms);
 	fb_snap_free(snap);
 	*out = b;
 	return 0;

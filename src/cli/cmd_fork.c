@@ -37,16 +37,22 @@ int cmd_fork(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: forkbox fork BOX [-n N] [--json] "
-			       "[--no-jail]\n\nForks a running box into N "
-			       "children (default 1) that go on exactly where "
-			       "it is:\nprocesses, memory, files. The parent is "
-			       "paused only while its memory is\nfrozen into "
-			       "layers and runs on. Parent and children share "
-			       "every page none\nof them writes; each child\n"
-			       "gets a new box id, hostname, "
-			       "entropy and clock before it is reported ready.\n"
-			       "Prints the children's ids, one a line, or JSON "
-			       "with the timings.\n");
+			       "[--no-jail]\n\n"
+			       "Forks a running box into N children (default 1, "
+			       "at most 1024) that go on\nexactly where it is: "
+			       "processes, memory, files. The parent is paused "
+			       "only\nwhile its memory is frozen into sealed "
+			       "layers, then runs on. Parent and\nchildren share "
+			       "every page none of them writes. Each child gets "
+			       "a new box\nid, hostname, entropy and clock before "
+			       "it is reported ready.\n\n"
+			       "Prints the children's ids, one a line; --json "
+			       "prints them with the parent's\npause, the time "
+			       "to the template and to all children ready (ms), "
+			       "and the\nlayers and mappings the children share."
+			       "\n\nA parent's diff snapshots need a full "
+			       "snapshot after a fork. A box restored\nwith "
+			       "--memory uffd cannot fork.\n");
 			return 0;
 		default:
 			fprintf(stderr, "forkbox fork: see forkbox fork "
@@ -74,8 +80,9 @@ int cmd_fork(int argc, char **argv)
 		for (unsigned i = 0; i < res.nr; i++)
 			printf("%s\"%s\"", i ? ", " : "", res.ids[i].id);
 		printf("], \"pause_ms\": %.2f, \"template_ms\": %.1f, "
-		       "\"total_ms\": %.1f}\n", res.pause_ms, res.template_ms,
-		       res.total_ms);
+		       "\"total_ms\": %.1f, \"layers\": %u, \"runs\": %llu}\n",
+		       res.pause_ms, res.template_ms, res.total_ms, res.layers,
+		       res.runs);
 	} else {
 		for (unsigned i = 0; i < res.nr; i++)
 			printf("%s\n", res.ids[i].id);

@@ -27,7 +27,8 @@ void fb_jail_config_for(struct fb_jail_config *cfg, const char *box_id,
 	cfg->box_id = box_id;
 	cfg->uid = fb_jail_box_uid(box_id);
 	cfg->gid = (gid_t)cfg->uid;
-	cfg->mem_max = (mem_mib + FB_JAIL_MEM_OVERHEAD_MIB) << 20;
+	cfg->mem_max = (FB_JAIL_MEM_RAM_TIMES * mem_mib +
+			FB_JAIL_MEM_OVERHEAD_MIB) << 20;
 	cfg->cpu_quota_us = (uint64_t)cpus * FB_JAIL_CPU_PERIOD_US +
 			    FB_JAIL_IO_QUOTA_US;
 	cfg->pids_max = cpus + FB_JAIL_PIDS_SPARE;

@@ -33,8 +33,13 @@
 
 /* Memory the VMM needs beyond guest RAM (its own heap and stacks, KVM's
  * page tables and vCPU state, socket buffers, the page cache of the files
- * it writes): memory.max = guest RAM + this. */
+ * it writes): added to memory.max. */
 #define FB_JAIL_MEM_OVERHEAD_MIB 64
+/* ... and guest RAM counts twice: pages a fork froze into layers stay
+ * charged to the box that froze them, beside the copies its guest writes
+ * afterwards, and a restored box's snapshot file fills page cache that is
+ * charged to it. memory.max = 2 x RAM + the overhead. */
+#define FB_JAIL_MEM_RAM_TIMES 2
 /* cpu.max: the vCPUs' share plus half a CPU for the device threads. */
 #define FB_JAIL_CPU_PERIOD_US 100000
 #define FB_JAIL_IO_QUOTA_US 50000

@@ -84,6 +84,15 @@ int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 	return 0;
 }
 
+uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l)
+{
+	uint64_t runs = 0;
+
+	for (uint64_t p = 0; p < l->pages; p++)
+		runs += p == 0 || l->owner[p] != l->owner[p - 1];
+	return runs;
+}
+
 static int seal(int fd)
 {
 	if (fcntl(fd, F_ADD_SEALS, SEALS_FROZEN | F_SEAL_SEAL) < 0)

@@ -43,6 +43,9 @@ void fb_mem_layers_free(struct fb_mem_layers *l);
 int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 		      uint64_t first, uint64_t count);
 
+/* How many mappings fb_mem_layers_map() makes for the whole stack. */
+uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l);
+
 /* The first freeze of memory that runs on the shared memfd mem->fd: the
  * memfd becomes layer 1 as it is (its pages with data, found with
  * SEEK_DATA), the mapping turns MAP_PRIVATE over it, the memfd is sealed

@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <linux/sockios.h>
 
 #include <cmocka.h>
 
@@ -153,8 +155,9 @@ static void post_event(struct guest *g, unsigned i)
 	publish(g, 2, (uint16_t)i);
 }
 
-/* Sets the three queues up and starts the device (DRIVER_OK). */
-static void driver_start(struct guest *g)
+/* Sets the three queues up and starts the device (DRIVER_OK), with
+ * nr_events event buffers posted (descriptors 0 to nr_events - 1). */
+static void driver_start_events(struct guest *g, unsigned nr_events)
 {
 	for (unsigned q = 0; q < 3; q++) {
 		struct fb_virtqueue *vq = &g->d.queues[q];
@@ -170,12 +173,18 @@ static void driver_start(struct guest *g)
 	}
 	for (unsigned b = 0; b < RX_BUFS; b++)
 		post_rx(g, b);
-	for (unsigned i = 0; i < 4; i++)
+	for (unsigned i = 0; i < nr_events; i++)
 		post_event(g, i);
 	g->d.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
 		VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
 	assert_int_equal(g->d.ops->activate(&g->d), 0);
 	kick(g, 0);
+}
+
+/* As a Linux guest does: it keeps several event buffers posted. */
+static void driver_start(struct guest *g)
+{
+	driver_start_events(g, 4);
 }
 
 /* What the transport does on a status write of 0. */
@@ -433,30 +442,49 @@ static void expect_eof(int fd)
 	assert_true(recv(fd, &c, 1, MSG_DONTWAIT) <= 0);
 }
 
-/* CONNECT from a host client through to an established connection. */
-static int host_connect(struct guest *g, uint32_t port, struct gconn *c)
+/* The guest accepts the REQUEST h of the client fd: its RESPONSE, then
+ * the client's "OK <host port>\n". */
+static void host_accept_request(struct guest *g, int fd, const struct hdr *h,
+				struct gconn *c)
 {
 	char line[32], ok[32];
-	struct hdr h;
-	int fd = uds_connect(g->uds);
 	size_t n;
 
-	snprintf(line, sizeof(line), "CONNECT %u\n", port);
-	write_all(fd, line, strlen(line));
-	assert_true(recv_pkt(g, &h, NULL, DEADLINE_MS));
-	assert_int_equal(h.op, OP_REQUEST);
-	assert_int_equal(h.dst_port, port);
-	assert_true(h.src_port >= (1u << 30));
+	assert_true(h->src_port >= (1u << 30));
 	memset(c, 0, sizeof(*c));
-	c->host_port = h.src_port;
-	c->guest_port = port;
-	c->peer_buf_alloc = h.buf_alloc;
-	c->peer_fwd_cnt = h.fwd_cnt;
+	c->host_port = h->src_port;
+	c->guest_port = h->dst_port;
+	c->peer_buf_alloc = h->buf_alloc;
+	c->peer_fwd_cnt = h->fwd_cnt;
 	send_op(g, c, OP_RESPONSE, 0, NULL, 0);
 	snprintf(line, sizeof(line), "OK %u\n", c->host_port);
 	n = read_deadline(fd, ok, strlen(line), DEADLINE_MS);
 	assert_int_equal(n, strlen(line));
 	assert_memory_equal(ok, line, n);
+}
+
+/* The guest's side of a host client's handshake, once its CONNECT line
+ * was written: the REQUEST for port on rx, then as above. */
+static void host_connect_finish(struct guest *g, int fd, uint32_t port,
+				struct gconn *c)
+{
+	struct hdr h;
+
+	assert_true(recv_pkt(g, &h, NULL, DEADLINE_MS));
+	assert_int_equal(h.op, OP_REQUEST);
+	assert_int_equal(h.dst_port, port);
+	host_accept_request(g, fd, &h, c);
+}
+
+/* CONNECT from a host client through to an established connection. */
+static int host_connect(struct guest *g, uint32_t port, struct gconn *c)
+{
+	char line[32];
+	int fd = uds_connect(g->uds);
+
+	snprintf(line, sizeof(line), "CONNECT %u\n", port);
+	write_all(fd, line, strlen(line));
+	host_connect_finish(g, fd, port, c);
 	return fd;
 }
 
@@ -1014,6 +1042,181 @@ static void test_transport_reset_event(void **state)
 	guest_free(g);
 }
 
+/* Every event buffer starts as 0xaa bytes, so the event's 0 (which a
+ * zeroed buffer would already hold) is provably the device's. */
+static void event_bufs_poison(struct guest *g)
+{
+	memset(gp(g, EV_AREA, 0x100ull * EVQ_SIZE), 0xaa, 0x100ull * EVQ_SIZE);
+}
+
+/* Waits until the device has returned n event buffers in all; the n-th
+ * must be head, with 4 bytes written that say TRANSPORT_RESET (le32 0),
+ * and the rest of its 8 bytes untouched. */
+static void expect_reset_event(struct guest *g, uint16_t n, unsigned head)
+{
+	static const uint8_t want[8] = { 0, 0, 0, 0, 0xaa, 0xaa, 0xaa, 0xaa };
+	uint64_t deadline = now_ms() + DEADLINE_MS;
+	const uint8_t *e;
+	uint32_t id, len;
+
+	while (used_idx(g, 2) < n) {
+		assert_true(now_ms() < deadline);
+		wait_irq(g, 100);
+	}
+	assert_int_equal(used_idx(g, 2), n);
+	e = gp(g, q_used[2] + 4 + 8ull * ((n - 1) % EVQ_SIZE), 8);
+	memcpy(&id, e, 4);
+	memcpy(&len, e + 4, 4);
+	assert_int_equal(id, head);
+	assert_int_equal(len, 4);
+	assert_memory_equal(gp(g, EV_AREA + 0x100ull * head, 8), want, 8);
+}
+
+/* A host client that sent "CONNECT port\n", returned once the device has
+ * read the line: the socket's send queue (SIOCOUTQ, bytes the peer has
+ * not consumed) is empty. Only then does silence on rx mean the device
+ * held the REQUEST, not that it has yet to see the line. */
+static int host_connect_start(struct guest *g, uint32_t port)
+{
+	uint64_t deadline = now_ms() + DEADLINE_MS;
+	int fd = uds_connect(g->uds);
+	char line[32];
+	int outq;
+
+	snprintf(line, sizeof(line), "CONNECT %u\n", port);
+	write_all(fd, line, strlen(line));
+	for (;;) {
+		assert_int_equal(ioctl(fd, SIOCOUTQ, &outq), 0);
+		if (outq == 0)
+			return fd;
+		assert_true(now_ms() < deadline);
+		poll(NULL, 0, 5);
+	}
+}
+
+/* Nothing on rx for ms; the caller made sure the device saw what could
+ * have produced a packet, so silence is the device's answer. */
+static void expect_no_rx(struct guest *g, int ms)
+{
+	struct hdr h;
+
+	if (recv_pkt(g, &h, NULL, ms))
+		fail_msg("op %u %u->%u on rx with the reset unacknowledged",
+			 h.op, h.src_port, h.dst_port);
+}
+
+/* A held client has heard nothing: no "OK", no EOF. */
+static void expect_client_waiting(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 0), 0);
+}
+
+/* After a transport reset (snapshot restore) the guest's one event buffer
+ * carries TRANSPORT_RESET. Until the guest posts a buffer again it may
+ * not have handled the event, and the reset it is about to do would kill
+ * a connection made now: a host client's REQUEST waits for that buffer. */
+static void test_transport_reset_holds_host_connect(void **state)
+{
+	struct guest *g = guest_new(0);
+	uint8_t buf[65536];
+	struct gconn c;
+	struct hdr h;
+	int fd;
+
+	driver_reset(g);
+	event_bufs_poison(g);
+	driver_start_events(g, 1);
+	assert_int_equal(fb_vsock_transport_reset(g->v), 0);
+	expect_reset_event(g, 1, 0);
+
+	fd = host_connect_start(g, 1024);
+	expect_no_rx(g, 200);
+	expect_client_waiting(fd);
+	assert_int_equal(fb_vsock_nr_conns(g->v), 1);
+
+	/* The guest handled the event and gives its buffer back. */
+	post_event(g, 0);
+	kick(g, 2);
+	host_connect_finish(g, fd, 1024, &c);
+
+	/* An ordinary connection now, both ways; the event went once. */
+	write_all(fd, "after", 5);
+	expect_pkt(g, &c, OP_RW, &h, buf);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(buf, "after", 5);
+	send_op(g, &c, OP_RW, 0, "reply", 5);
+	assert_int_equal(read_deadline(fd, buf, 5, DEADLINE_MS), 5);
+	assert_memory_equal(buf, "reply", 5);
+	assert_int_equal(used_idx(g, 2), 1);
+	assert_false(g->d.failed);
+	close(fd);
+	guest_free(g);
+}
+
+/* A guest (Linux among them) keeps several event buffers posted: the
+ * event takes one and the rest stay available. They were there before
+ * the event, so they say nothing of the guest having handled it; nor does
+ * a notify with nothing new. Only a buffer posted after the event
+ * releases the held clients, every one of them. */
+static void test_transport_reset_leftover_event_bufs(void **state)
+{
+	static const uint32_t port[2] = { 1024, 1025 };
+	struct guest *g = guest_new(0);
+	uint8_t buf[65536];
+	struct gconn c[2], c3;
+	int fd[2], fd3;
+
+	event_bufs_poison(g);
+	assert_int_equal(fb_vsock_transport_reset(g->v), 0);
+	expect_reset_event(g, 1, 0);
+
+	fd[0] = host_connect_start(g, port[0]);
+	fd[1] = host_connect_start(g, port[1]);
+	expect_no_rx(g, 200);
+	kick(g, 2);
+	expect_no_rx(g, 200);
+	expect_client_waiting(fd[0]);
+	expect_client_waiting(fd[1]);
+	/* The three spare buffers are untouched, not a second event. */
+	assert_int_equal(used_idx(g, 2), 1);
+
+	post_event(g, 0);
+	kick(g, 2);
+	/* Both REQUESTs, in whichever order the device sends them. */
+	for (unsigned k = 0; k < 2; k++) {
+		struct hdr h;
+		unsigned i;
+
+		assert_true(recv_pkt(g, &h, NULL, DEADLINE_MS));
+		assert_int_equal(h.op, OP_REQUEST);
+		i = h.dst_port == port[1];
+		assert_int_equal(h.dst_port, port[i]);
+		host_accept_request(g, fd[i], &h, &c[i]);
+	}
+	assert_int_not_equal(c[0].host_port, c[1].host_port);
+	assert_int_not_equal(c[0].guest_port, c[1].guest_port);
+	for (unsigned i = 0; i < 2; i++) {
+		char msg[16];
+		struct hdr h;
+
+		snprintf(msg, sizeof(msg), "to %u", port[i]);
+		write_all(fd[i], msg, strlen(msg));
+		expect_pkt(g, &c[i], OP_RW, &h, buf);
+		assert_int_equal(h.len, strlen(msg));
+		assert_memory_equal(buf, msg, h.len);
+	}
+	/* A client from now on is not held at all. */
+	fd3 = host_connect(g, 1026, &c3);
+	assert_int_equal(used_idx(g, 2), 1);
+	assert_false(g->d.failed);
+	close(fd3);
+	close(fd[0]);
+	close(fd[1]);
+	guest_free(g);
+}
+
 /* Packets that break the vsock protocol (not the virtqueue one): dropped
  * or answered with RST; the device goes on. Each case is followed by a
  * REQUEST nobody listens to, whose RST must be the next packet: so a
@@ -1204,6 +1407,8 @@ int main(void)
 		cmocka_unit_test(test_many_connections),
 		cmocka_unit_test(test_device_reset),
 		cmocka_unit_test(test_transport_reset_event),
+		cmocka_unit_test(test_transport_reset_holds_host_connect),
+		cmocka_unit_test(test_transport_reset_leftover_event_bufs),
 		cmocka_unit_test(test_hostile_packets),
 		cmocka_unit_test(test_hostile_chains),
 		cmocka_unit_test(test_destroy_with_open_conns),

@@ -194,10 +194,16 @@ static void event_fill(struct fb_vsock *v)
 	struct fb_virtqueue *vq = &v->d->queues[VSOCK_QUEUE_EVENT];
 	struct fb_vq_chain chain;
 	uint32_t id = htole32(VSOCK_EVENT_TRANSPORT_RESET);
+	uint16_t avail = 0;
+	bool have_avail;
 	int r;
 
 	if (!v->event_pending || !vq->ready || !v->active || v->broken)
 		return;
+	/* The guest's ack is the available index moving on from what it
+	 * is now, before the buffer it already posted is taken: it may
+	 * hold more of them, and it cannot answer an event not yet sent. */
+	have_avail = fb_vq_avail_idx(vq, &avail);
 	r = fb_vq_pop(vq, &chain);
 	if (r < 0) {
 		broke(v, "event");
@@ -216,9 +222,8 @@ static void event_fill(struct fb_vsock *v)
 		broke(v, "event");
 		return;
 	}
-	/* The guest may hold more buffers in the queue already: its ack is
-	 * the index moving on from here. */
-	v->reset_unacked = fb_vq_avail_idx(vq, &v->reset_avail_idx);
+	v->reset_unacked = have_avail;
+	v->reset_avail_idx = avail;
 	pushed(v, vq);
 }
 

@@ -118,7 +118,8 @@ void vsock_conn_kill(struct fb_vsock *v, struct vsock_conn *c, bool rst)
 	/* The guest knows of a connection once it saw its REQUEST or sent
 	 * one: only then does an RST mean anything to it. */
 	bool guest_knows = c->state == CONN_ESTABLISHED ||
-		(c->state == CONN_LOCAL_INIT && !(c->pending & PEND_REQUEST));
+		(c->state == CONN_LOCAL_INIT && !c->held &&
+		 !(c->pending & PEND_REQUEST));
 
 	if (rst && guest_knows)
 		vsock_queue_rst(v, c->local_port, c->peer_port);

@@ -192,7 +192,9 @@ void vsock_release_held(struct fb_vsock *v)
 		struct vsock_conn *c = v->conns[i];
 
 		if (c && c->held) {
+			/* The guest's time to answer starts now. */
 			c->held = false;
+			c->deadline_ms = vsock_now_ms() + v->timeout_ms;
 			c->pending |= PEND_REQUEST;
 			vsock_conn_want_rx(v, c);
 		}
