@@ -1,8 +1,9 @@
 /* The parent's side of a fork, in its VMM: a short pause in which the VM
  * state is written to a memfd and the guest memory frozen into sealed
  * layers that the children map copy-on-write (src/snapshot/layers.h).
- * Nothing of the memory is copied on a box's first fork; later forks copy
- * the pages written since the one before. */
+ * A booted box's first fork copies the pages its guest touched, most of
+ * them while it runs; later forks copy the pages written since the one
+ * before. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,46 @@ int fb_box_vm_keep_dirty(struct fb_box_vm *b, const uint64_t *bitmap)
 	return err;
 }
 
+/* A booted box's first fork: what its guest touched is copied while it
+ * runs, with the dirty log on from just before; the pause then copies
+ * only what was written meanwhile (fb_box_vm_fork). */
+static int precopy(struct fb_box_vm *b, struct fb_mem_precopy *pc)
+{
+	uint64_t words = bitmap_words(b), *touched;
+	int err;
+
+	touched = calloc(words, sizeof(uint64_t));
+	if (!touched)
+		return fb_errorf(-ENOMEM, "calloc for a page bitmap");
+	err = fb_vm_dirty_start(b->vm);
+	/* The log may have been on (a snapshot): start it afresh. */
+	if (!err)
+		err = fb_vm_dirty_fetch(b->vm, touched);
+	if (!err)
+		err = fb_mem_layers_touched(b->vm->mem.mapping,
+					    b->layers.pages, touched);
+	if (!err)
+		err = fb_mem_layers_precopy(pc, b->vm->mem.mapping,
+					    b->layers.pages, touched);
+	free(touched);
+	return err;
+}
+
+static int commit_precopy(struct fb_box_vm *b, struct fb_mem_precopy *pc)
+{
+	uint64_t *dirty = calloc(bitmap_words(b), sizeof(uint64_t));
+	int err;
+
+	if (!dirty)
+		return fb_errorf(-ENOMEM, "calloc for the dirty bitmap");
+	err = fb_vm_dirty_fetch(b->vm, dirty);
+	if (!err)
+		err = fb_mem_layers_commit(&b->layers, pc, b->vm->mem.mapping,
+					   dirty);
+	free(dirty);
+	return err;
+}
+
 /* With the VM paused: the memory becomes layers, exactly as it is. */
 static int freeze(struct fb_box_vm *b)
 {
@@ -63,15 +104,13 @@ static int freeze(struct fb_box_vm *b)
 	uint64_t words = bitmap_words(b), *dirty;
 	int err = 0;
 
-	/* Booted on a shared memfd: that memfd is the first layer. */
-	if (!b->layers.nr && mem->fd >= 0)
-		return fb_mem_layers_freeze_shared(&b->layers, mem);
 	dirty = calloc(words, sizeof(uint64_t));
 	if (!dirty)
 		return fb_errorf(-ENOMEM, "calloc for the dirty bitmap");
-	if (!b->layers.nr) {
+	if (!b->layers.nr && b->snap_mem) {
 		/* A restored box: its memory is the snapshot's file pages
-		 * and its own copies; all of it goes into one layer. */
+		 * (resident or not) and its own copies; all of it goes into
+		 * one layer. */
 		memset(dirty, 0xff, words * sizeof(uint64_t));
 	} else {
 		err = fb_vm_dirty_fetch(b->vm, dirty);
@@ -102,6 +141,8 @@ static int write_state(struct fb_box_vm *b, int fd)
 
 int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 {
+	struct fb_mem_precopy pc = { .fd = -1 };
+	bool live;
 	double t0;
 	int err;
 
@@ -120,6 +161,12 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 	t->state_fd = memfd_create("forkbox-state", MFD_CLOEXEC);
 	if (t->state_fd < 0)
 		return fb_errorf(-errno, "memfd_create: %s", strerror(errno));
+	live = !b->layers.nr && !b->snap_mem;
+	if (live) {
+		err = precopy(b, &pc);
+		if (err < 0)
+			goto fail;
+	}
 
 	t0 = now_ms();
 	err = fb_vm_pause(b->vm);
@@ -127,7 +174,7 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 		goto fail;
 	err = write_state(b, t->state_fd);
 	if (!err)
-		err = freeze(b);
+		err = live ? commit_precopy(b, &pc) : freeze(b);
 	/* The next fork's layer: what is written from now on. */
 	if (!err)
 		err = fb_vm_dirty_start(b->vm);
@@ -153,8 +200,10 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 		}
 		t->nr_layers = i + 1;
 	}
+	fb_mem_precopy_free(&pc);
 	return 0;
 fail:
+	fb_mem_precopy_free(&pc);
 	fb_fork_template_close(t);
 	return err;
 }

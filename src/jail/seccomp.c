@@ -60,8 +60,10 @@ static const int allowed[] = {
 	/* snapshots: state and memory files in a directory made for it
 	 * inside the box directory (sparse: holes by ftruncate); forks:
 	 * memfds for the state and the frozen memory layers (sealed with
-	 * fcntl), sent to the caller with sendmsg */
+	 * fcntl), sent to the caller with sendmsg; the guest's touched
+	 * pages by mincore, unless sysinfo shows swap */
 	SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(memfd_create),
+	SCMP_SYS(mincore), SCMP_SYS(sysinfo),
 };
 
 static void put_str(char **p, const char *s)

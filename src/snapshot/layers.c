@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "snapshot/layers.h"
@@ -101,41 +102,35 @@ static int seal(int fd)
 	return 0;
 }
 
-int fb_mem_layers_freeze_shared(struct fb_mem_layers *l,
-				struct fb_guest_mem *mem)
+int fb_mem_layers_touched(uint8_t *host, uint64_t pages, uint64_t *bitmap)
 {
-	uint64_t size = l->pages * PAGE;
-	off_t off = 0;
-	int err;
+	uint64_t words = (pages + 63) / 64;
+	struct sysinfo si;
+	unsigned char *vec;
 
-	if (l->nr || mem->fd < 0 || mem->mapping_size != size)
-		return fb_errorf(-EINVAL, "layers: memory is not a fresh "
-				 "shared memfd of %llu pages",
-				 (unsigned long long)l->pages);
-	/* tmpfs reports data page by page: exactly the pages ever touched. */
-	while ((uint64_t)off < size) {
-		off_t data = lseek(mem->fd, off, SEEK_DATA), hole;
-
-		if (data < 0 && errno == ENXIO)
-			break;
-		if (data < 0)
-			return fb_errorf(-errno, "lseek(SEEK_DATA) in guest "
-					 "memory: %s", strerror(errno));
-		hole = lseek(mem->fd, data, SEEK_HOLE);
-		if (hole < 0)
-			return fb_errorf(-errno, "lseek(SEEK_HOLE) in guest "
-					 "memory: %s", strerror(errno));
-		for (uint64_t p = (uint64_t)data / PAGE;
-		     p < ((uint64_t)hole + PAGE - 1) / PAGE && p < l->pages; p++)
-			l->owner[p] = 1;
-		off = hole;
+	memset(bitmap, 0, words * sizeof(uint64_t));
+	/* With swap, a page out of memory may still hold data: all of
+	 * them, then (the copy skips the zero ones). */
+	if (sysinfo(&si) < 0 || si.totalswap) {
+		memset(bitmap, 0xff, words * sizeof(uint64_t));
+		return 0;
 	}
-	l->fds[0] = mem->fd;
-	l->nr = 1;
-	mem->fd = -1;
-	/* No writable shared mapping may remain, or the seal fails. */
-	err = fb_mem_layers_map(l, mem->mapping, 0, l->pages);
-	return err ? err : seal(l->fds[0]);
+	vec = malloc(pages ? pages : 1);
+	if (!vec)
+		return fb_errorf(-ENOMEM, "malloc for a %llu-page residency "
+				 "vector", (unsigned long long)pages);
+	if (mincore(host, pages * PAGE, vec) < 0) {
+		int err = fb_errorf(-errno, "mincore of guest memory: %s",
+				    strerror(errno));
+
+		free(vec);
+		return err;
+	}
+	for (uint64_t p = 0; p < pages; p++)
+		if (vec[p] & 1)
+			bitmap[p / 64] |= 1ull << (p % 64);
+	free(vec);
+	return 0;
 }
 
 static bool bit(const uint64_t *bm, uint64_t p)
@@ -231,6 +226,99 @@ int fb_mem_layers_freeze_copy(struct fb_mem_layers *l, uint8_t *host,
 		}
 		fb_mem_layers_free(l);
 		*l = fresh;
+	}
+	return err;
+}
+
+static void put_bit(uint64_t *bm, uint64_t p, bool on)
+{
+	if (on)
+		bm[p / 64] |= 1ull << (p % 64);
+	else
+		bm[p / 64] &= ~(1ull << (p % 64));
+}
+
+/* Copies page p into fd unless it is all zeros; records which. */
+static int copy_page(int fd, const uint8_t *host, uint64_t *written,
+		     uint64_t p)
+{
+	bool data = !fb_page_is_zero(host + p * PAGE);
+
+	put_bit(written, p, data);
+	return data ? fb_pwrite_full(fd, host + p * PAGE, PAGE, p * PAGE,
+				     "a memory layer") : 0;
+}
+
+void fb_mem_precopy_free(struct fb_mem_precopy *pc)
+{
+	if (pc->fd >= 0)
+		close(pc->fd);
+	free(pc->sel);
+	free(pc->written);
+	memset(pc, 0, sizeof(*pc));
+	pc->fd = -1;
+}
+
+int fb_mem_layers_precopy(struct fb_mem_precopy *pc, const uint8_t *host,
+			  uint64_t pages, const uint64_t *sel)
+{
+	uint64_t words = (pages + 63) / 64;
+	int err = 0;
+
+	memset(pc, 0, sizeof(*pc));
+	pc->pages = pages;
+	pc->fd = new_layer_fd(pages * PAGE);
+	if (pc->fd < 0)
+		return pc->fd;
+	pc->sel = calloc(words, sizeof(uint64_t));
+	pc->written = calloc(words, sizeof(uint64_t));
+	if (!pc->sel || !pc->written) {
+		fb_mem_precopy_free(pc);
+		return fb_errorf(-ENOMEM, "calloc for the precopy bitmaps");
+	}
+	memcpy(pc->sel, sel, words * sizeof(uint64_t));
+	for (uint64_t p = 0; p < pages && !err; p++)
+		if (bit(sel, p))
+			err = copy_page(pc->fd, host, pc->written, p);
+	if (err)
+		fb_mem_precopy_free(pc);
+	return err;
+}
+
+int fb_mem_layers_commit(struct fb_mem_layers *l, struct fb_mem_precopy *pc,
+			 uint8_t *host, const uint64_t *dirty)
+{
+	uint16_t k;
+	int err = 0;
+
+	if (pc->pages != l->pages || l->nr >= FB_LAYERS_MAX)
+		return fb_errorf(-EINVAL, "layers: a precopy of %llu pages "
+				 "onto %u layers of %llu",
+				 (unsigned long long)pc->pages, l->nr,
+				 (unsigned long long)l->pages);
+	for (uint64_t p = 0; p < l->pages && !err; p++)
+		if (bit(dirty, p))
+			err = copy_page(pc->fd, host, pc->written, p);
+	if (!err)
+		err = seal(pc->fd);
+	if (err)
+		return err;
+	l->fds[l->nr++] = pc->fd;
+	pc->fd = -1;
+	k = (uint16_t)l->nr;
+	for (uint64_t p = 0; p < l->pages && !err;) {
+		uint64_t q = p;
+
+		while (q < l->pages && (bit(pc->sel, q) || bit(dirty, q))) {
+			l->owner[q] = bit(pc->written, q) ? k : 0;
+			q++;
+		}
+		if (q == p) {
+			p++;
+			continue;
+		}
+		err = fb_mem_layers_map(l, host, p, q - p);
+		p = q;
 	}
 	return err;
 }

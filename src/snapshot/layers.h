@@ -9,10 +9,9 @@
  * them shares each page until it writes it.
  *
  * A fork freezes the parent's memory into the stack (a new layer with the
- * pages written since the last fork, mapped back into the parent in
- * place of its private copies) and hands the layers and the table to the
- * children. The first fork of a box booted on a shared memfd freezes that
- * memfd itself, copying nothing. */
+ * pages written since the last fork, or on the first fork every page the
+ * guest touched, mapped back into the parent in place of its private
+ * copies) and hands the layers and the table to the children. */
 #ifndef FB_SNAPSHOT_LAYERS_H
 #define FB_SNAPSHOT_LAYERS_H
 
@@ -46,12 +45,10 @@ int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 /* How many mappings fb_mem_layers_map() makes for the whole stack. */
 uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l);
 
-/* The first freeze of memory that runs on the shared memfd mem->fd: the
- * memfd becomes layer 1 as it is (its pages with data, found with
- * SEEK_DATA), the mapping turns MAP_PRIVATE over it, the memfd is sealed
- * and mem->fd handed over (-1 after). l must be empty. */
-int fb_mem_layers_freeze_shared(struct fb_mem_layers *l,
-				struct fb_guest_mem *mem);
+/* The pages of an anonymous mapping its guest ever touched (resident, by
+ * mincore), as a bitmap of pages bits; every page where the host has
+ * swap, since a page swapped out is not resident but holds data. */
+int fb_mem_layers_touched(uint8_t *host, uint64_t pages, uint64_t *bitmap);
 
 /* Freezes pages of the mapping host into a new layer: those set in dirty
  * (a bitmap of l->pages bits), plus, when the stack is full or flatten
@@ -61,6 +58,25 @@ int fb_mem_layers_freeze_shared(struct fb_mem_layers *l,
  * more than one run. */
 int fb_mem_layers_freeze_copy(struct fb_mem_layers *l, uint8_t *host,
 			      const uint64_t *dirty, bool flatten);
+
+/* A freeze in two steps, so that the guest runs during the long part (as
+ * in a live migration): precopy copies the pages set in sel into a new,
+ * unsealed layer while the guest may still write them; commit, with the
+ * guest paused, copies again the pages written since before the precopy
+ * began (dirty), makes the layer the top of l for every page of sel and
+ * dirty (all-zero ones become owner 0), maps those back over host, and
+ * seals it. */
+struct fb_mem_precopy {
+	int fd;
+	uint64_t pages;
+	uint64_t *sel;      /* the pages asked for */
+	uint64_t *written;  /* ... that were not all zero, now in fd */
+};
+int fb_mem_layers_precopy(struct fb_mem_precopy *pc, const uint8_t *host,
+			  uint64_t pages, const uint64_t *sel);
+int fb_mem_layers_commit(struct fb_mem_layers *l, struct fb_mem_precopy *pc,
+			 uint8_t *host, const uint64_t *dirty);
+void fb_mem_precopy_free(struct fb_mem_precopy *pc);
 
 /* The owner table as a sealed memfd: header (magic, version, layers,
  * pages) and then one little-endian uint16 per page. */

@@ -22,8 +22,6 @@ struct fb_guest_mem {
 	int nr_regions;
 	uint64_t ram_size; /* sum of the regions */
 	uint8_t *mapping;  /* one host mapping behind all regions */
-	int fd;            /* the memfd mapped MAP_SHARED, or -1 (a mapping
-			    * handed in, or frozen by a fork) */
 	size_t mapping_size;
 	/* Pages the VMM itself wrote (used rings, device buffers), which
 	 * KVM's dirty log cannot see: one bit per 4 KiB page of the host

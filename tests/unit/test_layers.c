@@ -1,7 +1,8 @@
 /* Fork memory layers (src/snapshot/layers.h) without a VM: a parent's
- * memory frozen in place, children's views that never change after, new
+ * touched memory frozen, children's views that never change after, new
  * layers for later writes, flattening, and the checks a child makes on
  * what it is handed. */
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -43,7 +44,12 @@ static void set_bit(uint64_t *bm, uint64_t p)
 	bm[p / 64] |= 1ull << (p % 64);
 }
 
-static void test_freeze_shared_then_copy(void **state)
+static bool has_bit(const uint64_t *bm, uint64_t p)
+{
+	return (bm[p / 64] >> (p % 64)) & 1;
+}
+
+static void test_freeze_touched_then_copy(void **state)
 {
 	struct fb_guest_mem mem;
 	struct fb_mem_layers l;
@@ -52,14 +58,18 @@ static void test_freeze_shared_then_copy(void **state)
 	int seals;
 
 	assert_int_equal(fb_guest_mem_init(&mem, RAM), 0);
-	assert_true(mem.fd >= 0);
 	fill(mem.mapping, 0, 0x11);
 	fill(mem.mapping, 7, 0x77);
 	fill(mem.mapping, PAGES - 1, 0xee);
 
+	/* The first fork takes what the guest touched. */
+	assert_int_equal(fb_mem_layers_touched(mem.mapping, PAGES, dirty), 0);
+	assert_true(has_bit(dirty, 0));
+	assert_true(has_bit(dirty, 7));
+	assert_true(has_bit(dirty, PAGES - 1));
 	assert_int_equal(fb_mem_layers_init(&l, PAGES), 0);
-	assert_int_equal(fb_mem_layers_freeze_shared(&l, &mem), 0);
-	assert_int_equal(mem.fd, -1);
+	assert_int_equal(fb_mem_layers_freeze_copy(&l, mem.mapping, dirty,
+						   false), 0);
 	assert_int_equal(l.nr, 1);
 	assert_int_equal(l.owner[0], 1);
 	assert_int_equal(l.owner[7], 1);
@@ -82,6 +92,7 @@ static void test_freeze_shared_then_copy(void **state)
 	assert_int_equal(c1[PAGES * PG - 1], 0xee);
 
 	/* Second fork: a new layer with just the dirty pages. */
+	memset(dirty, 0, sizeof(dirty));
 	set_bit(dirty, 7);
 	set_bit(dirty, 9);
 	assert_int_equal(fb_mem_layers_freeze_copy(&l, mem.mapping, dirty,
@@ -125,17 +136,64 @@ static void test_freeze_shared_then_copy(void **state)
 	fb_guest_mem_release(&mem);
 }
 
+/* A first fork with the guest running: a page written during the
+ * precopy, and one written for the first time then, both reach the
+ * children as they are at the commit. */
+static void test_precopy_then_commit(void **state)
+{
+	uint64_t sel[PAGES / 64] = { 0 }, dirty[PAGES / 64] = { 0 };
+	struct fb_mem_precopy pc;
+	struct fb_guest_mem mem;
+	struct fb_mem_layers l;
+	uint8_t *c;
+
+	assert_int_equal(fb_guest_mem_init(&mem, RAM), 0);
+	fill(mem.mapping, 1, 0x01);
+	fill(mem.mapping, 2, 0x02);
+	assert_int_equal(fb_mem_layers_touched(mem.mapping, PAGES, sel), 0);
+	assert_int_equal(fb_mem_layers_init(&l, PAGES), 0);
+	assert_int_equal(fb_mem_layers_precopy(&pc, mem.mapping, PAGES, sel),
+			 0);
+	/* The guest goes on: rewrites page 2, writes page 40 first time,
+	 * zeroes page 1. */
+	fill(mem.mapping, 2, 0x22);
+	fill(mem.mapping, 40, 0x40);
+	fill(mem.mapping, 1, 0);
+	set_bit(dirty, 1);
+	set_bit(dirty, 2);
+	set_bit(dirty, 40);
+	assert_int_equal(fb_mem_layers_commit(&l, &pc, mem.mapping, dirty), 0);
+	assert_int_equal(l.nr, 1);
+	assert_int_equal(l.owner[1], 0);
+	assert_int_equal(l.owner[2], 1);
+	assert_int_equal(l.owner[40], 1);
+	assert_true(fcntl(l.fds[0], F_GET_SEALS) & F_SEAL_WRITE);
+	c = child_view(&l);
+	assert_memory_equal(c, mem.mapping, RAM);
+	assert_int_equal(c[2 * PG], 0x22);
+	/* The parent's writes after the commit stay its own. */
+	fill(mem.mapping, 2, 0x23);
+	assert_int_equal(c[2 * PG], 0x22);
+	munmap(c, RAM);
+	fb_mem_precopy_free(&pc);
+	fb_mem_layers_free(&l);
+	fb_guest_mem_release(&mem);
+}
+
 static void test_layout_round_trip_and_checks(void **state)
 {
 	struct fb_guest_mem mem;
 	struct fb_mem_layers l, got;
+	uint64_t dirty[PAGES / 64] = { 0 };
 	int layout, fds[1], bad;
 	uint8_t *c;
 
 	assert_int_equal(fb_guest_mem_init(&mem, RAM), 0);
 	fill(mem.mapping, 5, 0x55);
+	set_bit(dirty, 5);
 	assert_int_equal(fb_mem_layers_init(&l, PAGES), 0);
-	assert_int_equal(fb_mem_layers_freeze_shared(&l, &mem), 0);
+	assert_int_equal(fb_mem_layers_freeze_copy(&l, mem.mapping, dirty,
+						   false), 0);
 
 	layout = fb_mem_layers_layout_fd(&l);
 	assert_true(layout >= 0);
@@ -176,7 +234,8 @@ static void test_layout_round_trip_and_checks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_freeze_shared_then_copy),
+		cmocka_unit_test(test_freeze_touched_then_copy),
+		cmocka_unit_test(test_precopy_then_commit),
 		cmocka_unit_test(test_layout_round_trip_and_checks),
 	};
 

@@ -432,6 +432,23 @@ static size_t read_deadline(int fd, void *buf, size_t len, int ms)
 	return got;
 }
 
+/* Bytes each way on an open connection: host to guest, then back. */
+static void exchange(struct guest *g, struct gconn *c, int fd,
+		     const char *to_guest, const char *to_host)
+{
+	size_t n = strlen(to_guest), m = strlen(to_host);
+	static uint8_t buf[65536];
+	struct hdr h;
+
+	write_all(fd, to_guest, n);
+	expect_pkt(g, c, OP_RW, &h, buf);
+	assert_int_equal(h.len, n);
+	assert_memory_equal(buf, to_guest, n);
+	send_op(g, c, OP_RW, 0, to_host, m);
+	assert_int_equal(read_deadline(fd, buf, m, DEADLINE_MS), m);
+	assert_memory_equal(buf, to_host, m);
+}
+
 /* The peer closed: EOF (or a reset) before the deadline. */
 static void expect_eof(int fd)
 {
@@ -532,18 +549,11 @@ static void test_bad_config(void **state)
 static void test_host_connect_and_close(void **state)
 {
 	struct guest *g = guest_new(0);
-	uint8_t buf[65536];
 	struct gconn c;
 	struct hdr h;
 	int fd = host_connect(g, 1234, &c);
 
-	write_all(fd, "hello", 5);
-	expect_pkt(g, &c, OP_RW, &h, buf);
-	assert_int_equal(h.len, 5);
-	assert_memory_equal(buf, "hello", 5);
-	send_op(g, &c, OP_RW, 0, "world!", 6);
-	assert_int_equal(read_deadline(fd, buf, 6, DEADLINE_MS), 6);
-	assert_memory_equal(buf, "world!", 6);
+	exchange(g, &c, fd, "hello", "world!");
 	assert_int_equal(fb_vsock_nr_conns(g->v), 1);
 
 	/* The client closes: the guest hears SHUTDOWN(SEND); the guest
@@ -1120,9 +1130,7 @@ static void expect_client_waiting(int fd)
 static void test_transport_reset_holds_host_connect(void **state)
 {
 	struct guest *g = guest_new(0);
-	uint8_t buf[65536];
 	struct gconn c;
-	struct hdr h;
 	int fd;
 
 	driver_reset(g);
@@ -1142,13 +1150,7 @@ static void test_transport_reset_holds_host_connect(void **state)
 	host_connect_finish(g, fd, 1024, &c);
 
 	/* An ordinary connection now, both ways; the event went once. */
-	write_all(fd, "after", 5);
-	expect_pkt(g, &c, OP_RW, &h, buf);
-	assert_int_equal(h.len, 5);
-	assert_memory_equal(buf, "after", 5);
-	send_op(g, &c, OP_RW, 0, "reply", 5);
-	assert_int_equal(read_deadline(fd, buf, 5, DEADLINE_MS), 5);
-	assert_memory_equal(buf, "reply", 5);
+	exchange(g, &c, fd, "after", "reply");
 	assert_int_equal(used_idx(g, 2), 1);
 	assert_false(g->d.failed);
 	close(fd);
