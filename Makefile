@@ -102,9 +102,10 @@ demo: setup
 
 bench: all
 	bench/boot
+	bench/fork
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-dev
 
 .PHONY: all setup unit test test-asan demo bench clean
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
