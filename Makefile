@@ -92,8 +92,14 @@ test: setup
 	$(MAKE) all unit
 	B=$(B) tests/integration/run
 
-test-asan: setup
-	$(MAKE) B=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all unit
+ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+# Unit tests under ASan and UBSan (no Linux guest: quick, in CI).
+unit-asan: setup
+	$(MAKE) B=build-asan SAN="$(ASAN_SAN)" all unit
+
+# Everything under ASan and UBSan, the lab's integration tests too.
+test-asan: unit-asan
 	B=build-asan tests/integration/run
 
 demo: setup
@@ -107,7 +113,7 @@ bench: all
 clean:
 	rm -rf build build-asan build-dev
 
-.PHONY: all setup unit test test-asan demo bench clean
+.PHONY: all setup unit unit-asan test test-asan demo bench clean
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
 
 # ---- fuzzing (clang + libFuzzer) -------------------------------------------
