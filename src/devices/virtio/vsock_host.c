@@ -368,7 +368,10 @@ void vsock_expire(struct fb_vsock *v, uint64_t now)
 	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
 		struct vsock_conn *c = v->conns[i];
 
-		if (c && c->state != CONN_ESTABLISHED && c->deadline_ms <= now)
+		/* A held connection waits for the guest's reset, as long as
+		 * its client does: its deadline starts when it is released. */
+		if (c && c->state != CONN_ESTABLISHED && !c->held &&
+		    c->deadline_ms <= now)
 			vsock_conn_kill(v, c, true);
 	}
 }
@@ -380,7 +383,8 @@ int vsock_next_timeout(struct fb_vsock *v, uint64_t now)
 	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
 		struct vsock_conn *c = v->conns[i];
 
-		if (c && c->state != CONN_ESTABLISHED && c->deadline_ms < first)
+		if (c && c->state != CONN_ESTABLISHED && !c->held &&
+		    c->deadline_ms < first)
 			first = c->deadline_ms;
 	}
 	if (first == UINT64_MAX)
