@@ -154,6 +154,8 @@ int fb_vm_snapshot_apply(struct fb_vm *vm, const struct fb_snap *snap)
 		/* The host ends of the guest's vsock connections are gone:
 		 * tell the guest (its listeners live on). Only if it had
 		 * any: the reset can race the first new connection. */
+		if (!err && vm->virtio[i]->ops->device_id == VIRTIO_ID_VSOCK)
+			fb_vsock_restored(vm->virtio[i]->priv);
 		if (!err && vm->virtio[i]->ops->device_id == VIRTIO_ID_VSOCK &&
 		    (vio->device_flags & FB_VSOCK_STATE_HAD_CONNS))
 			err = fb_vsock_transport_reset(vm->virtio[i]->priv);

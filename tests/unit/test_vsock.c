@@ -1127,6 +1127,27 @@ static void expect_client_waiting(int fd)
  * carries TRANSPORT_RESET. Until the guest posts a buffer again it may
  * not have handled the event, and the reset it is about to do would kill
  * a connection made now: a host client's REQUEST waits for that buffer. */
+/* A restored device does not hand out the host ports a fresh one does:
+ * the guest may still hold its parent's sockets of those ports. */
+static void test_restored_ports_start_elsewhere(void **state)
+{
+	struct guest *g = guest_new(0), *fresh = guest_new(0);
+	struct gconn c, f;
+	int fd, ffd;
+
+	ffd = host_connect(fresh, 1024, &f);
+	assert_int_equal(f.host_port, 1u << 30);
+	fb_vsock_restored(g->v);
+	fd = host_connect(g, 1024, &c);
+	assert_true(c.host_port >= 1u << 30);
+	assert_int_not_equal(c.host_port, f.host_port);
+	exchange(g, &c, fd, "ping", "pong");
+	close(fd);
+	close(ffd);
+	guest_free(g);
+	guest_free(fresh);
+}
+
 static void test_transport_reset_holds_host_connect(void **state)
 {
 	/* A 150 ms handshake deadline: the hold outlasts it (a loaded guest
@@ -1411,6 +1432,7 @@ int main(void)
 		cmocka_unit_test(test_many_connections),
 		cmocka_unit_test(test_device_reset),
 		cmocka_unit_test(test_transport_reset_event),
+		cmocka_unit_test(test_restored_ports_start_elsewhere),
 		cmocka_unit_test(test_transport_reset_holds_host_connect),
 		cmocka_unit_test(test_transport_reset_leftover_event_bufs),
 		cmocka_unit_test(test_hostile_packets),

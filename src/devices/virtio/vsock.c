@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -577,6 +578,19 @@ int fb_vsock_transport_reset(struct fb_vsock *v)
 	pthread_mutex_unlock(&v->lock);
 	kick(v->kickfd);
 	return 0;
+}
+
+void fb_vsock_restored(struct fb_vsock *v)
+{
+	uint32_t r = 0;
+
+	/* getrandom of 4 bytes does not fail short; a zero is still fine. */
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = 0;
+	pthread_mutex_lock(&v->lock);
+	v->next_local_port = VSOCK_LOCAL_PORT_FIRST +
+			     r % (UINT32_MAX - VSOCK_LOCAL_PORT_FIRST);
+	pthread_mutex_unlock(&v->lock);
 }
 
 unsigned fb_vsock_nr_conns(struct fb_vsock *v)

@@ -49,6 +49,13 @@ void fb_vsock_destroy(struct fb_vsock *v);
  * event waits for an event buffer if the driver posted none yet. */
 int fb_vsock_transport_reset(struct fb_vsock *v);
 
+/* A device restored from a snapshot or a fork: the host ports it gives
+ * new connections start at a random place, not where a fresh device
+ * starts, so that none meets a socket of the same ports that the guest
+ * still holds from its parent's connections (Linux keeps a closed one
+ * for a while). */
+void fb_vsock_restored(struct fb_vsock *v);
+
 /* Live connections (any state), for tests and stats. */
 unsigned fb_vsock_nr_conns(struct fb_vsock *v);
 
