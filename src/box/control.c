@@ -43,13 +43,27 @@ int fb_box_control_listen(const char *dir)
 	return fd;
 }
 
-/* Reads one line (up to len - 1 bytes) with a deadline. */
-static int read_line(int fd, char *buf, size_t len, int timeout_ms)
+/* Reads one line (up to len - 1 bytes) with a deadline, keeping up to
+ * max fds that come with it in fds (*nr_fds; the rest are closed). */
+static int read_line(int fd, char *buf, size_t len, int *fds, unsigned max,
+		     unsigned *nr_fds, int timeout_ms)
 {
 	size_t got = 0;
 
+	*nr_fds = 0;
 	while (got < len - 1) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int) * (2 + FB_LAYERS_MAX))];
+		} cm;
+		struct iovec iov = { buf + got, len - 1 - got };
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
+		};
+		struct cmsghdr *c;
+		char *nl;
 		ssize_t n;
 		int r = poll(&p, 1, timeout_ms);
 
@@ -58,14 +72,35 @@ static int read_line(int fd, char *buf, size_t len, int timeout_ms)
 		if (r <= 0)
 			return fb_errorf(-ETIMEDOUT, "no answer on the control "
 					 "socket within %d ms", timeout_ms);
-		n = read(fd, buf + got, 1);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			unsigned k;
+
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (unsigned i = 0; i < k; i++) {
+				int f;
+
+				memcpy(&f, CMSG_DATA(c) + i * sizeof(int),
+				       sizeof(int));
+				if (*nr_fds < max)
+					fds[(*nr_fds)++] = f;
+				else
+					close(f);
+			}
+		}
 		if (n <= 0)
 			break;
-		if (buf[got] == '\n')
+		nl = memchr(buf + got, '\n', (size_t)n);
+		got += (size_t)n;
+		if (nl) {
+			got = (size_t)(nl - buf);
 			break;
-		got++;
+		}
 	}
 	buf[got] = '\0';
 	return got ? 0 : fb_errorf(-EPROTO, "empty control message");
@@ -125,7 +160,9 @@ static void serve_fork(struct fb_box_vm *b, int fd)
 static void serve_one(struct fb_box_vm *b, int fd)
 {
 	char req[FB_BOX_CONTROL_MAX_LINE], detail[256] = "";
-	int err = read_line(fd, req, sizeof(req), SERVE_TIMEOUT_MS);
+	unsigned nr_fds;
+	int err = read_line(fd, req, sizeof(req), NULL, 0, &nr_fds,
+			    SERVE_TIMEOUT_MS);
 
 	if (err < 0)
 		return;
@@ -174,68 +211,6 @@ int fb_box_control_loop(struct fb_box_vm *b, int listen_fd, int stop_fd)
 	}
 }
 
-/* Reads the reply line, keeping the fds that come with it. */
-static int recv_reply(int fd, char *buf, size_t len, int *fds, unsigned max,
-		      unsigned *nr_fds, int timeout_ms)
-{
-	size_t got = 0;
-
-	*nr_fds = 0;
-	while (got < len - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(int) * (2 + FB_LAYERS_MAX))];
-		} cm;
-		struct iovec iov = { buf + got, len - 1 - got };
-		struct msghdr msg = {
-			.msg_iov = &iov, .msg_iovlen = 1,
-			.msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
-		};
-		struct cmsghdr *c;
-		char *nl;
-		ssize_t n;
-		int r = poll(&p, 1, timeout_ms);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return fb_errorf(-ETIMEDOUT, "no answer on the control "
-					 "socket within %d ms", timeout_ms);
-		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-			unsigned k;
-
-			if (c->cmsg_level != SOL_SOCKET ||
-			    c->cmsg_type != SCM_RIGHTS)
-				continue;
-			k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (unsigned i = 0; i < k; i++) {
-				int f;
-
-				memcpy(&f, CMSG_DATA(c) + i * sizeof(int),
-				       sizeof(int));
-				if (*nr_fds < max)
-					fds[(*nr_fds)++] = f;
-				else
-					close(f);
-			}
-		}
-		if (n <= 0)
-			break;
-		nl = memchr(buf + got, '\n', (size_t)n);
-		got += (size_t)n;
-		if (nl) {
-			got = (size_t)(nl - buf);
-			break;
-		}
-	}
-	buf[got] = '\0';
-	return got ? 0 : fb_errorf(-EPROTO, "empty control reply");
-}
-
 int fb_box_control_call_fds(const char *dir, const char *request, char *out,
 			    size_t out_len, int *fds, unsigned max,
 			    unsigned *nr_fds, int timeout_ms)
@@ -261,8 +236,8 @@ int fb_box_control_call_fds(const char *dir, const char *request, char *out,
 		err = fb_errorf(-errno, "write to %s: %s", addr.sun_path,
 				strerror(errno));
 	if (!err)
-		err = recv_reply(fd, line, sizeof(line), fds, max, nr_fds,
-				 timeout_ms);
+		err = read_line(fd, line, sizeof(line), fds, max, nr_fds,
+				timeout_ms);
 	close(fd);
 	if (!err && !strncmp(line, "ok", 2)) {
 		snprintf(out, out_len, "%s", line[2] ? line + 3 : "");
