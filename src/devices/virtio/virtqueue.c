@@ -260,3 +260,30 @@ size_t fb_vq_copy_to_chain(const struct fb_vq_chain *c, size_t off,
 {
 	return copy_iov(c->out, c->nr_out, off, (void *)src, len, true);
 }
+
+unsigned fb_iov_slice(const struct iovec *segs, unsigned nr, size_t off,
+		      size_t len, struct iovec *out, unsigned max,
+		      size_t *got)
+{
+	unsigned n = 0;
+	size_t total = 0;
+
+	for (unsigned i = 0; i < nr && n < max && total < len; i++) {
+		size_t seg = segs[i].iov_len, take;
+
+		if (off >= seg) {
+			off -= seg;
+			continue;
+		}
+		take = seg - off;
+		if (take > len - total)
+			take = len - total;
+		out[n].iov_base = (uint8_t *)segs[i].iov_base + off;
+		out[n].iov_len = take;
+		n++;
+		total += take;
+		off = 0;
+	}
+	*got = total;
+	return n;
+}

@@ -74,4 +74,10 @@ size_t fb_vq_copy_from_chain(const struct fb_vq_chain *c, size_t off,
 size_t fb_vq_copy_to_chain(const struct fb_vq_chain *c, size_t off,
 			   const void *src, size_t len);
 
+/* The iovecs covering [off, off + len) of segs (at most max of them);
+ * returns how many, *got the bytes they cover. */
+unsigned fb_iov_slice(const struct iovec *segs, unsigned nr, size_t off,
+		      size_t len, struct iovec *out, unsigned max,
+		      size_t *got);
+
 #endif

@@ -208,8 +208,8 @@ static int read_data(struct fb_vsock *v, struct vsock_conn *c,
 		max = peer_free(c);
 	if (max == 0)
 		return 0;
-	nr = vsock_iov_slice(chain->out, chain->nr_out, VSOCK_HDR_SIZE, max,
-			     iov, FB_VQ_MAX_SEGS, &got);
+	nr = fb_iov_slice(chain->out, chain->nr_out, VSOCK_HDR_SIZE, max,
+			  iov, FB_VQ_MAX_SEGS, &got);
 	n = readv(c->fd, iov, (int)nr);
 	if (n > 0)
 		return (int)n;

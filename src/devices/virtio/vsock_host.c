@@ -292,9 +292,9 @@ bool vsock_conn_write(struct fb_vsock *v, struct vsock_conn *c,
 		size_t got;
 		ssize_t n;
 
-		msg.msg_iovlen = vsock_iov_slice(chain->in, chain->nr_in,
-						 VSOCK_HDR_SIZE, len, iov,
-						 FB_VQ_MAX_SEGS, &got);
+		msg.msg_iovlen = fb_iov_slice(chain->in, chain->nr_in,
+					      VSOCK_HDR_SIZE, len, iov,
+					      FB_VQ_MAX_SEGS, &got);
 		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			return false;

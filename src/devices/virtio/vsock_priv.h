@@ -51,12 +51,6 @@ struct vsock_hdr {
 void vsock_hdr_decode(struct vsock_hdr *h, const uint8_t raw[VSOCK_HDR_SIZE]);
 void vsock_hdr_encode(uint8_t raw[VSOCK_HDR_SIZE], const struct vsock_hdr *h);
 
-/* The iovecs covering [off, off + len) of segs (at most max of them);
- * returns how many, *got the bytes they cover. */
-unsigned vsock_iov_slice(const struct iovec *segs, unsigned nr, size_t off,
-			 size_t len, struct iovec *out, unsigned max,
-			 size_t *got);
-
 enum vsock_conn_state {
 	CONN_HOST_HANDSHAKE, /* host client accepted; reading CONNECT line */
 	CONN_LOCAL_INIT,     /* REQUEST to the guest queued or sent */
