@@ -83,7 +83,7 @@ void fb_virtio_signal_used(struct fb_virtio_device *d)
 
 static uint64_t all_features(const struct fb_virtio_device *d)
 {
-	return d->ops->features | VIRTIO_F_VERSION_1;
+	return d->ops->features | d->extra_features | VIRTIO_F_VERSION_1;
 }
 
 static struct fb_virtqueue *selected(struct fb_virtio_device *d)
@@ -348,6 +348,7 @@ int fb_virtio_mmio_add(struct fb_vm *vm, const struct fb_virtio_ops *ops,
 	*out = d;
 	return 0;
 fail:
+	d->priv = NULL; /* the caller's again: its destroy must not run */
 	fb_virtio_mmio_free(d);
 	return err;
 }

@@ -71,6 +71,9 @@ struct fb_virtio_device {
 	void *priv;
 	struct fb_vm *vm;
 	const struct fb_guest_mem *mem;
+	/* Features of this device beyond its kind's (ops->features), set
+	 * before the driver can look (a read-only disk's VIRTIO_BLK_F_RO). */
+	uint64_t extra_features;
 	uint64_t mmio_base;
 	uint32_t gsi;
 	int irqfd;                 /* eventfd wired to gsi (KVM_IRQFD) */
@@ -95,7 +98,9 @@ void fb_virtio_device_init(struct fb_virtio_device *d,
 extern const struct fb_io_ops fb_virtio_mmio_ops;
 
 /* Creates the device at the VM's next virtio-mmio slot (MMIO window, GSI,
- * ACPI description), wires its interrupt. Call before the vCPUs start. */
+ * ACPI description), wires its interrupt. Call before the vCPUs start.
+ * On success the device owns priv (ops->destroy frees it); on failure the
+ * caller still does. */
 int fb_virtio_mmio_add(struct fb_vm *vm, const struct fb_virtio_ops *ops,
 		       void *priv, struct fb_virtio_device **out);
 /* Calls ops->destroy, then frees the transport. */
