@@ -55,12 +55,18 @@ struct fb_vm_config {
 	bool rng;              /* a virtio-rng device */
 	const char *vsock_uds; /* a virtio-vsock device, its host socket */
 	uint64_t vsock_cid;    /* the guest's CID (>= 3) */
+	/* virtio-blk disks (src/disk/disk.h), the guest's vda, vdb, ... in
+	 * this order. fb_vm_create takes them, also when it fails. */
+	struct fb_disk *const *disks;
+	unsigned nr_disks;     /* <= FB_VM_MAX_DISKS */
 	/* Restoring a snapshot: guest memory already holds the snapshot's
 	 * RAM (mem_mib of it, handed over); no kernel is loaded. */
 	uint8_t *restore_mem;
 };
 
 struct fb_vm;
+struct fb_disk;
+#define FB_VM_MAX_DISKS 8
 
 struct fb_vm_exit {
 	enum fb_vm_exit_reason reason;

@@ -25,6 +25,7 @@ static const int allowed[] = {
 	/* I/O on fds it holds: KVM, eventfds, epoll, sockets, the logs */
 	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(lseek),
+	SCMP_SYS(preadv), SCMP_SYS(pwritev),
 	SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
 	SCMP_SYS(fcntl),
 	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(epoll_wait),

@@ -15,6 +15,8 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
+#include "devices/virtio/blk.h"
+#include "disk/disk.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "devices/virtio/virtio.h"
@@ -297,6 +299,14 @@ static int setup_virtio(struct fb_vm *vm)
 		/* Freed with the other virtio devices (ops->destroy). */
 		err = fb_vsock_create(vm, &vc, &vsock);
 	}
+	for (unsigned i = 0; !err && i < vm->cfg.nr_disks; i++) {
+		struct fb_disk *disk = vm->disks[i];
+
+		vm->disks[i] = NULL; /* the device's now, even if it fails */
+		err = fb_blk_create(vm, disk, &vm->blk[vm->nr_blk]);
+		if (!err)
+			vm->nr_blk++;
+	}
 	return err;
 }
 
@@ -382,6 +392,12 @@ static int open_kvm(struct fb_vm *vm)
 	return 0;
 }
 
+static void close_disks(struct fb_disk *const *disks, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		fb_disk_close(disks[i]);
+}
+
 int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 {
 	struct fb_vm *vm;
@@ -392,10 +408,20 @@ int fb_vm_create(const struct fb_vm_config *cfg, struct fb_vm **out)
 				 cfg->cpus);
 	if (!cfg->kernel && !cfg->restore_mem)
 		return fb_errorf(-EINVAL, "no kernel given");
+	if (cfg->nr_disks > FB_VM_MAX_DISKS) {
+		close_disks(cfg->disks, cfg->nr_disks);
+		return fb_errorf(-EINVAL, "%u disks; a box has at most %u",
+				 cfg->nr_disks, FB_VM_MAX_DISKS);
+	}
 	vm = calloc(1, sizeof(*vm));
-	if (!vm)
+	if (!vm) {
+		close_disks(cfg->disks, cfg->nr_disks);
 		return fb_errorf(-ENOMEM, "calloc for the VM");
+	}
 	vm->cfg = *cfg;
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		vm->disks[i] = cfg->disks[i];
+	vm->cfg.disks = NULL; /* the caller's array need not outlive this */
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->pio.name = "port I/O";
 	vm->mmio.name = "MMIO";
@@ -523,6 +549,7 @@ void fb_vm_destroy(struct fb_vm *vm)
 	/* Devices first: their threads may still touch guest memory. */
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		fb_virtio_mmio_free(vm->virtio[i]);
+	close_disks(vm->disks, FB_VM_MAX_DISKS);
 	for (unsigned i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, vm->run_size);

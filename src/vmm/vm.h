@@ -37,6 +37,7 @@ struct fb_console {
 #define FB_VM_MAX_VIRTIO 16
 
 struct fb_virtio_device;
+struct fb_blk;
 
 struct fb_vm {
 	struct fb_vm_config cfg;
@@ -55,6 +56,11 @@ struct fb_vm {
 	struct fb_power power;
 	struct fb_virtio_device *virtio[FB_VM_MAX_VIRTIO];
 	unsigned nr_virtio;
+	/* Disks not yet handed to their device (closed by fb_vm_destroy),
+	 * and the devices that took them. */
+	struct fb_disk *disks[FB_VM_MAX_DISKS];
+	struct fb_blk *blk[FB_VM_MAX_DISKS];
+	unsigned nr_blk;
 
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t stopped_cond;
