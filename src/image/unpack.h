@@ -1,0 +1,48 @@
+/* Unpacking one container image layer (a tar, plain or compressed) into a
+ * directory tree, on top of the layers unpacked there before it.
+ *
+ * Every name is resolved beneath the root with openat2(RESOLVE_BENEATH), so
+ * no member, whatever its name or the symlinks already in the tree, can
+ * write outside the root: a member whose name is absolute or has a ".."
+ * component, whose parent path leaves the root through a symlink, or a
+ * hardlink to something outside, fails the whole layer. Symlinks are
+ * created with any target but never followed for the last component.
+ *
+ * Whiteouts follow the OCI layer spec: ".wh.NAME" removes NAME from the
+ * lower layers, ".wh..wh..opq" empties its directory of what the lower
+ * layers put there; neither touches what this same layer adds, wherever
+ * the marker sits in the archive. Marker files are never created.
+ *
+ * Device nodes and setuid files are made for real, on the host: keep the
+ * root inside a directory only root can traverse (a mkdtemp, 0700).
+ *
+ * On failure the tree holds part of the layer; the caller throws it away. */
+#ifndef FB_IMAGE_UNPACK_H
+#define FB_IMAGE_UNPACK_H
+
+#include <stdint.h>
+
+/* Counts are added to, so one struct can sum several layers. */
+struct fb_unpack_stats {
+	uint64_t entries;         /* archive members, whiteouts included */
+	uint64_t bytes;           /* regular file contents written */
+	uint64_t whiteouts;       /* .wh. markers applied, opaque ones too */
+	uint64_t skipped_devices; /* device nodes mknod refused (EPERM) */
+	uint64_t skipped_xattrs;  /* extended attributes not applied */
+};
+
+/* Unpacks the layer read from layer_fd (from its current position, to the
+ * end; the fd is not closed) into the directory open as rootfd. label
+ * names the layer in messages ("layer.tar: member ../x climbs out of the
+ * root"). Owners, modes (setuid bits too) and mtimes come from the
+ * archive; we run as root. Of the extended attributes only user.* and
+ * security.capability are applied. st may be NULL. Returns 0 or a negative
+ * errno with a message in fb_last_error(). */
+int fb_unpack_layer(int rootfd, int layer_fd, const char *label,
+		    struct fb_unpack_stats *st);
+
+/* The same for the layer in the file at path, which names it in messages. */
+int fb_unpack_layer_path(int rootfd, const char *path,
+			 struct fb_unpack_stats *st);
+
+#endif
