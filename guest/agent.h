@@ -100,10 +100,17 @@ int fbg_serve_reinject(int fd, const struct fbg_msg *req);
 /* ---- guest only (not in the host test build) -------------------------- */
 
 /* PID 1's agent loop; never returns. console_fd may be -1. */
-void fb_agent_run(int console_fd) __attribute__((noreturn));
+/* root_dev: the root disk to switch into ("vda"), or "" to stay in the
+ * initramfs. */
+void fb_agent_run(int console_fd, const char *root_dev)
+	__attribute__((noreturn));
 
 /* A line on the console (agent_main.c). */
 void fbg_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Makes the ext4 disk /dev/<dev> the root, with /dev, /proc, /sys and
+ * /tmp moved onto it (agent_root.c). 0, or -1 with a line logged. */
+int fbg_switch_root(const char *dev);
 
 /* Loads every .ko file in dir, dependencies first (agent_modules.c). */
 void fbg_load_modules(const char *dir);

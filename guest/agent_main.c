@@ -141,7 +141,7 @@ static void reap_all(int sig_fd)
 		;
 }
 
-void fb_agent_run(int console_fd)
+void fb_agent_run(int console_fd, const char *root_dev)
 {
 	struct pollfd p[2];
 	sigset_t chld;
@@ -149,6 +149,8 @@ void fb_agent_run(int console_fd)
 
 	log_fd = console_fd;
 	fbg_load_modules(MODULES_DIR);
+	if (root_dev[0] && fbg_switch_root(root_dev) < 0)
+		give_up();
 	listen_fd = vsock_listen();
 	if (listen_fd < 0)
 		give_up();

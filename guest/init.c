@@ -53,6 +53,7 @@ struct boot_config {
 	char **argv;                /* NULL: no forkbox.cmd, debug shell */
 	char out_tty[TTY_NAME_MAX]; /* "": console mode */
 	bool agent;                 /* forkbox.agent=1: serve over vsock */
+	char root_dev[TTY_NAME_MAX];/* forkbox.root=vda, or "" */
 };
 
 static int console_fd = -1;
@@ -402,7 +403,9 @@ static int parse_cmdline(struct boot_config *cfg)
 	const size_t cmd_key = strlen(FB_CMDLINE_CMD);
 	const size_t out_key = strlen(FB_CMDLINE_OUT);
 	const size_t agent_key = strlen(FB_CMDLINE_AGENT);
-	const char *cmd = NULL, *out = NULL, *p;
+	const size_t root_key = strlen(FB_CMDLINE_ROOT);
+	const char *cmd = NULL, *out = NULL, *root = NULL, *p;
+	size_t root_len = 0;
 	size_t cmd_len = 0, out_len = 0;
 	char *line = read_cmdline();
 
@@ -428,6 +431,10 @@ static int parse_cmdline(struct boot_config *cfg)
 		} else if (len >= agent_key &&
 			   strncmp(p, FB_CMDLINE_AGENT, agent_key) == 0) {
 			cfg->agent = len == agent_key + 1 && p[agent_key] == '1';
+		} else if (len >= root_key &&
+			   strncmp(p, FB_CMDLINE_ROOT, root_key) == 0) {
+			root = p + root_key;
+			root_len = len - root_key;
 		}
 		p += len;
 	}
@@ -440,6 +447,15 @@ static int parse_cmdline(struct boot_config *cfg)
 		}
 		memcpy(cfg->out_tty, out, out_len);
 		cfg->out_tty[out_len] = '\0';
+	}
+	if (root) {
+		/* A device name only: it is pasted into "/dev/%s". */
+		if (!valid_tty_name(root, root_len)) {
+			own_error("forkbox.root: bad device name");
+			return -1;
+		}
+		memcpy(cfg->root_dev, root, root_len);
+		cfg->root_dev[root_len] = '\0';
 	}
 	if (cfg->agent)
 		return 0; /* the agent takes its commands from vsock */
@@ -807,7 +823,7 @@ int main(void)
 	/* The agent's commands get TERM only with a tty they asked for. */
 	set_environment(!frame_mode && !cfg.agent);
 	if (cfg.agent)
-		fb_agent_run(console_fd); /* does not return */
+		fb_agent_run(console_fd, cfg.root_dev); /* does not return */
 	if (!frame_mode)
 		say("ready");
 	status = cfg.argv ? run_command(cfg.argv) : run_shell();

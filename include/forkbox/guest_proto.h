@@ -14,6 +14,10 @@
  * parameters), so they never reach init's argv or environment. */
 #define FB_CMDLINE_CMD "forkbox.cmd="   /* hex of argv, each arg NUL-ended */
 #define FB_CMDLINE_OUT "forkbox.out="   /* tty for frames, e.g. ttyS1 */
+/* The box's root disk (agent mode): a virtio-blk device name such as
+ * "vda", holding an ext4 filesystem that PID 1 switches root into once
+ * the modules are loaded. Absent: the initramfs stays the root. */
+#define FB_CMDLINE_ROOT "forkbox.root="
 
 /* A frame: 1 type byte, 4 bytes little-endian payload length, payload. */
 #define FB_FRAME_HDR_LEN 5u

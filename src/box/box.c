@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "box/box.h"
+#include "box/rootdisk.h"
+#include "image/store.h"
 #include "box/control.h"
 #include "jail/jail.h"
 #include "util/error.h"
@@ -179,6 +181,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 {
 	char dir[PATH_MAX], msg[STATUS_MSG_MAX], *nl;
 	struct fb_box_info other;
+	struct fb_image img;
 	int status[2], err, st;
 	unsigned timeout = (spec->ready_timeout_ms ? spec->ready_timeout_ms :
 			    60000) + CREATE_SLACK_MS;
@@ -192,11 +195,32 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 			return fb_errorf(-EEXIST, "a box named '%s' exists "
 					 "already (%s)", name, other.id);
 	}
+	if (spec->image) {
+		err = fb_image_ensure(spec->image, &img);
+		if (err < 0)
+			return err;
+	}
 	err = fb_box_new_id(id);
 	if (!err)
 		err = fb_box_dir_create(id, dir, sizeof(dir));
 	if (!err && name)
 		err = write_text(dir, "name", name);
+	if (!err && spec->image) {
+		bool reflinked;
+
+		char cfg_path[PATH_MAX];
+
+		err = fb_box_root_disk_create(dir, &img, &reflinked);
+		if (!err)
+			err = fb_fmt(cfg_path, sizeof(cfg_path), "%s/%s", dir,
+				     FB_BOX_IMAGE_CONFIG);
+		if (!err)
+			err = fb_image_config_save(&img.cfg, cfg_path);
+		if (err < 0)
+			fb_rm_tree(dir);
+	}
+	if (spec->image)
+		fb_image_free(&img);
 	if (err < 0)
 		return err;
 	if (pipe2(status, O_CLOEXEC) < 0)

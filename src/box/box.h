@@ -9,7 +9,9 @@
  *   exit         written when the VM ended: reason and message
  *   console.log  the guest console
  *   vmm.log      the VMM process's own messages
- *   vsock.sock   the host end of the box's vsock (hybrid protocol) */
+ *   vsock.sock   the host end of the box's vsock (hybrid protocol)
+ *   disk/        its root disk (src/box/rootdisk.h), if made from an image
+ *   image-config.json  that image's defaults (Env, WorkingDir, Cmd...) */
 #ifndef FB_BOX_BOX_H
 #define FB_BOX_BOX_H
 
@@ -19,6 +21,8 @@
 
 #include "box/boxdir.h"
 #include "box/boxvm.h"
+
+#define FB_BOX_IMAGE_CONFIG "image-config.json"
 
 enum fb_box_state {
 	FB_BOX_STARTING,

@@ -58,26 +58,56 @@ int fb_box_dir_create(const char *id, char *buf, size_t len)
 	return mkdir_p(buf);
 }
 
-int fb_box_dir_remove(const char *dir)
+/* Empties the directory open as fd, subdirectories (disk/) included.
+ * Opened with O_NOFOLLOW beneath their parent's fd, so a symlink the
+ * box's VMM left there is removed, never followed. */
+static int empty_dir(int fd, const char *path)
 {
-	DIR *d = opendir(dir);
+	DIR *d = fdopendir(fd);
 	struct dirent *e;
+	int err = 0;
 
-	if (!d)
-		return fb_errorf(-errno, "opendir %s: %s", dir, strerror(errno));
-	while ((e = readdir(d))) {
+	if (!d) {
+		close(fd);
+		return fb_errorf(-errno, "opendir %s: %s", path,
+				 strerror(errno));
+	}
+	while (!err && (e = readdir(d))) {
+		int sub;
+
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) < 0) {
-			int err = -errno;
-
-			closedir(d);
-			return fb_errorf(err, "unlink %s/%s: %s", dir,
-					 e->d_name, strerror(-err));
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			continue;
+		if (errno != EISDIR) {
+			err = fb_errorf(-errno, "unlink %s/%s: %s", path,
+					e->d_name, strerror(errno));
+			break;
 		}
+		sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY |
+			     O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0)
+			err = fb_errorf(-errno, "open %s/%s: %s", path,
+					e->d_name, strerror(errno));
+		if (!err)
+			err = empty_dir(sub, e->d_name);
+		if (!err && unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) < 0)
+			err = fb_errorf(-errno, "rmdir %s/%s: %s", path,
+					e->d_name, strerror(errno));
 	}
 	closedir(d);
-	if (rmdir(dir) < 0)
-		return fb_errorf(-errno, "rmdir %s: %s", dir, strerror(errno));
-	return 0;
+	return err;
+}
+
+int fb_box_dir_remove(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int err;
+
+	if (fd < 0)
+		return fb_errorf(-errno, "open %s: %s", dir, strerror(errno));
+	err = empty_dir(fd, dir);
+	if (!err && rmdir(dir) < 0)
+		err = fb_errorf(-errno, "rmdir %s: %s", dir, strerror(errno));
+	return err;
 }

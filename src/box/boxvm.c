@@ -12,7 +12,10 @@
 
 #include "agent/client.h"
 #include "box/boxvm.h"
+#include "box/rootdisk.h"
+#include "disk/disk.h"
 #include "forkbox/agent_proto.h"
+#include "forkbox/guest_proto.h"
 #include "jail/jail.h"
 #include "snapshot/memory.h"
 #include "vmm/vm_snapshot.h"
@@ -198,31 +201,45 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		    struct fb_box_vm **out)
 {
 	char kernel[PATH_MAX], initrd[PATH_MAX];
+	struct fb_disk *disks[FB_VM_MAX_DISKS];
 	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
+	unsigned nr_disks = 0;
+	bool has_root = false;
 	double t0 = now_ms();
 	int err;
 
 	err = fb_box_vm_prepare(spec, dir, true, &b);
 	if (err < 0)
 		return err;
+	/* Opened here, with the privilege the jail takes away; the VM owns
+	 * them from fb_vm_create on. */
+	err = fb_box_open_disks(dir, spec, disks, &nr_disks, &has_root);
+	if (err < 0)
+		goto fail;
 	if (!spec->kernel)
 		err = fb_default_kernel(kernel, sizeof(kernel));
 	if (!err && !spec->initrd)
 		err = fb_default_initrd(initrd, sizeof(initrd));
-	if (err < 0)
+	if (err < 0) {
+		for (unsigned i = 0; i < nr_disks; i++)
+			fb_disk_close(disks[i]);
 		goto fail;
+	}
 	vmc = (struct fb_vm_config){
 		.cpus = spec->cpus ? spec->cpus : 1,
 		.mem_mib = spec->mem_mib ? spec->mem_mib : 256,
 		.kernel = spec->kernel ? spec->kernel : kernel,
 		.initrd = spec->initrd ? spec->initrd : initrd,
-		.cmdline = AGENT_CMDLINE,
+		.cmdline = has_root ? AGENT_CMDLINE " " FB_CMDLINE_ROOT "vda" :
+			   AGENT_CMDLINE,
 		.console_log_fd = fileno(b->console_log),
 		.console_live_fd = spec->console_live_fd,
 		.rng = true,
 		.vsock_uds = b->uds,
 		.vsock_cid = FB_BOX_GUEST_CID,
+		.disks = disks,
+		.nr_disks = nr_disks,
 	};
 	err = fb_box_vm_launch(b, spec, &vmc, NULL);
 	if (!err)

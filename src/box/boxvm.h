@@ -23,6 +23,13 @@ enum fb_launch_step {
 	FB_LAUNCH_JAIL_ENTER, FB_LAUNCH_STEPS
 };
 
+/* An extra disk for a box (--disk FILE[,ro]): the user's file, in place. */
+struct fb_box_disk {
+	const char *path;
+	bool read_only;
+};
+#define FB_BOX_MAX_EXTRA_DISKS 7
+
 struct fb_box_spec {
 	unsigned cpus;
 	uint64_t mem_mib;
@@ -34,6 +41,11 @@ struct fb_box_spec {
 				     * (debugging only; src/jail/) */
 	bool attached;              /* the VMM dies with the process that
 				     * created the box (forkbox run) */
+	/* The box's root disk: a copy-on-write view of this image
+	 * (src/image/store.h), or NULL for the initramfs as root. */
+	const char *image;
+	struct fb_box_disk disks[FB_BOX_MAX_EXTRA_DISKS];
+	unsigned nr_disks;
 	const char *restore_from;   /* a snapshot directory, or NULL: boot */
 	int restore_mem_mode;       /* enum fb_snap_mem_mode */
 	/* A fork's child: the parent's state and frozen memory (both

@@ -148,6 +148,10 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 
 	memset(t, 0, sizeof(*t));
 	t->state_fd = t->layout_fd = -1;
+	if (b->vm->nr_blk)
+		return fb_errorf(-ENOTSUP, "fork of a box with disks: not yet "
+				 "(its disk layers are not frozen with its "
+				 "memory)");
 	if (b->snap_mem_uffd)
 		return fb_errorf(-ENOTSUP, "fork of a box restored with "
 				 "--memory uffd: its pages are not all in it "

@@ -81,6 +81,10 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 		return fb_errorf(-EINVAL, "snapshot: expected TMP FINAL [diff] "
 				 "with absolute paths");
 	diff = n == 3;
+	if (b->vm->nr_blk)
+		return fb_errorf(-ENOTSUP, "snapshot of a box with disks: not "
+				 "yet (its disk layers are not frozen with "
+				 "its memory)");
 	if (diff && !b->last_snapshot[0])
 		return fb_errorf(-EINVAL, "snapshot --diff: this box has no "
 				 "earlier snapshot to be a diff of");

@@ -19,6 +19,35 @@ static int fail(const char *cmd)
 }
 
 /* --cpus and --mem, shared by create and run. */
+/* --disk FILE[,ro]: the suffix is cut off in place (arg is argv's). */
+static int disk_option(const char *cmd, const char *arg,
+		       struct fb_box_spec *spec)
+{
+	struct fb_box_disk *d = &spec->disks[spec->nr_disks];
+	char *comma = strrchr(arg, ',');
+
+	if (spec->nr_disks >= FB_BOX_MAX_EXTRA_DISKS) {
+		fprintf(stderr, "forkbox %s: --disk: at most %u extra disks\n",
+			cmd, FB_BOX_MAX_EXTRA_DISKS);
+		return -1;
+	}
+	d->read_only = false;
+	if (comma && !strcmp(comma, ",ro")) {
+		*comma = '\0';
+		d->read_only = true;
+	} else if (comma && !strcmp(comma, ",rw")) {
+		*comma = '\0';
+	}
+	if (!arg[0]) {
+		fprintf(stderr, "forkbox %s: --disk: no file given (--disk "
+			"FILE[,ro])\n", cmd);
+		return -1;
+	}
+	d->path = arg;
+	spec->nr_disks++;
+	return 1;
+}
+
 int fb_cli_box_option(const char *cmd, int c, const char *arg,
 		      struct fb_box_spec *spec)
 {
@@ -41,6 +70,11 @@ int fb_cli_box_option(const char *cmd, int c, const char *arg,
 	case 'i':
 		spec->initrd = arg;
 		return 1;
+	case 'I':
+		spec->image = arg;
+		return 1;
+	case 'D':
+		return disk_option(cmd, arg, spec);
 	}
 	return 0;
 }
@@ -53,6 +87,8 @@ int cmd_create(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'i' },
+		{ "image", required_argument, NULL, 'I' },
+		{ "disk", required_argument, NULL, 'D' },
 		{ "no-jail", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -79,11 +115,20 @@ int cmd_create(int argc, char **argv)
 		}
 		if (c == 'h') {
 			printf("usage: forkbox create [--name NAME] [--cpus N] "
-			       "[--mem MiB] [--no-jail]\n\nBoots a box that runs on in "
+			       "[--mem MiB] [--image NAME]\n"
+			       "                      [--disk FILE[,ro]]... "
+			       "[--no-jail]\n\nBoots a box that runs on in "
 			       "the background, waits until its agent is\n"
 			       "ready and prints its id. Use it with forkbox "
 			       "exec, cp, logs, stop and rm.\n"
-			       "Defaults: 1 vCPU, 256 MiB.\n"
+			       "Defaults: 1 vCPU, 256 MiB, the initramfs as "
+			       "root.\n"
+			       "--image NAME: a root disk that is a "
+			       "copy-on-write view of image NAME\n"
+			       "(forkbox image ls; base and python are built on "
+			       "first use).\n"
+			       "--disk FILE[,ro]: an extra disk, the file used "
+			       "in place (repeatable).\n"
 			       "Its VMM runs jailed (docs/SECURITY.md); "
 			       "--no-jail is for debugging only.\n");
 			return 0;

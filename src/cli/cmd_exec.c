@@ -5,6 +5,7 @@
 #include "box/box.h"
 #include "cli/commands.h"
 #include "cli/exec_opts.h"
+#include "image/oci.h"
 
 static void usage(FILE *f)
 {
@@ -38,7 +39,9 @@ int cmd_exec(int argc, char **argv)
 	};
 	struct fb_exec_opts o = { 0 };
 	struct fb_box_info info;
+	struct fb_image_config defaults;
 	char uds[PATH_MAX + 32];
+	int status;
 	const char *box;
 	int c, r;
 
@@ -85,6 +88,10 @@ int cmd_exec(int argc, char **argv)
 			info.state == FB_BOX_DEAD ? info.exit : "");
 		return FB_EXIT_OWN_ERROR;
 	}
+	if (fb_exec_image_defaults("exec", info.dir, &o, &defaults) < 0)
+		return FB_EXIT_OWN_ERROR;
 	snprintf(uds, sizeof(uds), "%s/%s", info.dir, FB_BOX_VSOCK_NAME);
-	return fb_exec_in_box("exec", uds, &o, argv + optind);
+	status = fb_exec_in_box("exec", uds, &o, argv + optind);
+	fb_image_config_free(&defaults);
+	return status;
 }

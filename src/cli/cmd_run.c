@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include "jail/jail.h"
 #include "cli/commands.h"
 #include "cli/exec_opts.h"
+#include "image/oci.h"
 #include "forkbox/forkbox.h"
 
 static void usage(FILE *f)
@@ -29,6 +31,11 @@ static void usage(FILE *f)
 "  --timeout S       kill CMD after S seconds (exit 124)\n"
 "  --kernel FILE     guest bzImage (default $FORKBOX_HOME/kernels/default/vmlinuz)\n"
 "  --initrd FILE     initramfs (default: the one beside forkbox)\n"
+"  --image NAME      root disk: a copy-on-write view of image NAME (built-in:\n"
+"                    base, python; built on first use); default: none, the\n"
+"                    initramfs is the root\n"
+"  --disk FILE[,ro]  an extra disk (/dev/vdb, ...), the file used in place;\n"
+"                    ,ro: read-only (repeatable)\n"
 "  --console         copy the guest console to stderr as it boots\n"
 "  --keep-log        keep the box's directory (console log) afterwards\n"
 "  --stats           print boot-to-ready and command times to stderr\n"
@@ -48,6 +55,32 @@ static double now_ms(void)
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+/* What runs, as docker has it: the image's Entrypoint, then the command
+ * given (or else the image's Cmd). */
+static int image_argv(const struct fb_image_config *img, char **given,
+		      int nr_given, char ***out)
+{
+	size_t n = 0, nr_cmd = nr_given ? (size_t)nr_given : img->n_cmd;
+	char **argv = calloc(img->n_entrypoint + nr_cmd + 1, sizeof(*argv));
+
+	if (!argv) {
+		fprintf(stderr, "forkbox run: out of memory\n");
+		return -1;
+	}
+	for (size_t i = 0; i < img->n_entrypoint; i++)
+		argv[n++] = img->entrypoint[i];
+	for (size_t i = 0; i < nr_cmd; i++)
+		argv[n++] = nr_given ? given[i] : img->cmd[i];
+	if (!n) {
+		fprintf(stderr, "forkbox run: no command given, and the image "
+			"has no Entrypoint or Cmd (forkbox run -- CMD ...)\n");
+		free(argv);
+		return -1;
+	}
+	*out = argv;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -58,6 +91,8 @@ int cmd_run(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'i' },
+		{ "image", required_argument, NULL, 'I' },
+		{ "disk", required_argument, NULL, 'D' },
 		{ "console", no_argument, NULL, 'C' },
 		{ "keep-log", no_argument, NULL, 'K' },
 		{ "stats", no_argument, NULL, 'S' },
@@ -73,6 +108,8 @@ int cmd_run(int argc, char **argv)
 	char id[FB_BOX_ID_LEN + 1], uds[PATH_MAX + 32];
 	bool keep = false, stats = false;
 	struct fb_box_info b;
+	struct fb_image_config defaults;
+	char **cmd = NULL;
 	double t0 = now_ms(), t_ready;
 	int c, r, status;
 
@@ -95,7 +132,7 @@ int cmd_run(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc) {
+	if (optind >= argc && !spec.image) {
 		fprintf(stderr, "forkbox run: no command given (forkbox run "
 			"-- CMD ...)\n");
 		return 2;
@@ -119,7 +156,13 @@ int cmd_run(int argc, char **argv)
 	}
 	t_ready = now_ms();
 	snprintf(uds, sizeof(uds), "%s/%s", b.dir, FB_BOX_VSOCK_NAME);
-	status = fb_exec_in_box("run", uds, &o, argv + optind);
+	if (fb_exec_image_defaults("run", b.dir, &o, &defaults) < 0 ||
+	    image_argv(&defaults, argv + optind, argc - optind, &cmd) < 0)
+		status = FB_EXIT_OWN_ERROR;
+	else
+		status = fb_exec_in_box("run", uds, &o, cmd);
+	free(cmd);
+	fb_image_config_free(&defaults);
 	if (stats)
 		fprintf(stderr, "forkbox run: boot to ready %.1f ms, command "
 			"%.1f ms, total %.1f ms\n", b.ready_ms,

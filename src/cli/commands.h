@@ -26,9 +26,11 @@ int cmd_resume(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_fork(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 struct fb_box_spec;
-/* Handles --cpus (c), --mem (m), --kernel (k), --initrd (i): 1 if it was
+/* Handles --cpus (c), --mem (m), --kernel (k), --initrd (i), --image (I),
+ * --disk (D): 1 if it was
  * one of them, 0 if not, -1 on a bad value (message printed). */
 int fb_cli_box_option(const char *cmd, int c, const char *arg,
 		      struct fb_box_spec *spec);

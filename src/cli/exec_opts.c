@@ -1,15 +1,19 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "box/box.h"
 #include "box/boxio.h"
 #include "cli/commands.h"
 #include "cli/exec_opts.h"
 #include "cli/options.h"
 #include "forkbox/forkbox.h"
+#include "image/store.h"
+#include "util/error.h"
 
 int fb_exec_opt(const char *cmd, int c, const char *arg,
 		struct fb_exec_opts *o)
@@ -92,4 +96,41 @@ int fb_exec_in_box(const char *cmd, const char *uds,
 		return FB_EXIT_OWN_ERROR;
 	}
 	return status;
+}
+
+int fb_exec_image_defaults(const char *cmd, const char *box_dir,
+			   struct fb_exec_opts *o, struct fb_image_config *cfg)
+{
+	const char *user[FB_CLI_MAX_ENV];
+	char path[PATH_MAX];
+	unsigned n = 0;
+	int err;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (fb_fmt(path, sizeof(path), "%s/" FB_BOX_IMAGE_CONFIG, box_dir) < 0)
+		return 0;
+	err = fb_image_config_load(path, cfg);
+	if (err == -ENOENT)
+		return 0; /* a box without an image */
+	if (err < 0) {
+		fprintf(stderr, "forkbox %s: %s\n", cmd, fb_last_error());
+		return -1;
+	}
+	if (cfg->n_env + o->nr_env > FB_CLI_MAX_ENV) {
+		fprintf(stderr, "forkbox %s: the image's %zu variables and "
+			"--env's %u are more than %u\n", cmd, cfg->n_env,
+			o->nr_env, FB_CLI_MAX_ENV);
+		return -1;
+	}
+	/* The image's first: the agent lets a later KEY win. */
+	memcpy(user, o->env, o->nr_env * sizeof(*user));
+	for (size_t i = 0; i < cfg->n_env; i++)
+		o->env[n++] = cfg->env[i];
+	for (unsigned i = 0; i < o->nr_env; i++)
+		o->env[n++] = user[i];
+	o->env[n] = NULL;
+	o->nr_env = n;
+	if (!o->workdir)
+		o->workdir = cfg->workdir;
+	return 0;
 }

@@ -29,4 +29,12 @@ int fb_exec_opt(const char *cmd, int c, const char *arg,
 int fb_exec_in_box(const char *cmd, const char *uds,
 		   const struct fb_exec_opts *o, char **argv);
 
+struct fb_image_config;
+/* The defaults of the image the box in box_dir was made from (if any):
+ * its Env before --env's (so --env wins), its WorkingDir unless
+ * --workdir. o then points into cfg: free it after the exec. -1 (message
+ * printed) on a bad defaults file. */
+int fb_exec_image_defaults(const char *cmd, const char *box_dir,
+			   struct fb_exec_opts *o, struct fb_image_config *cfg);
+
 #endif

@@ -25,6 +25,7 @@ static const struct command commands[] = {
 				    "merge diffs" },
 	{ "restore", cmd_restore, "start a new box from a snapshot" },
 	{ "fork", cmd_fork, "fork a running box into N children" },
+	{ "image", cmd_image, "build, import, list and remove root disk images" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
 	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
 					"Linux guests" },
