@@ -117,18 +117,18 @@ static uint8_t rw(struct fb_blk *b, uint32_t type, uint64_t sector,
 		n = fb_iov_slice(c->in, c->nr_in, BLK_HDR_SIZE, len, iov,
 				 FB_VQ_MAX_SEGS, &got);
 	}
-	if (got != len || len % FB_DISK_SECTOR)
+	if (got != len || len % FB_DISK_SECTOR || len >= UINT32_MAX)
 		return BLK_S_IOERR;
 	if (!len)
 		return BLK_S_OK;
-	if (type == BLK_T_OUT) {
-		if (b->disk->read_only)
-			return BLK_S_IOERR;
+	/* The guest's mistakes are its I/O errors, never logged: the one
+	 * log line is kept for the host's own failures. */
+	if (fb_disk_check_range(b->disk, off, len) < 0 ||
+	    (type == BLK_T_OUT && b->disk->read_only))
+		return BLK_S_IOERR;
+	if (type == BLK_T_OUT)
 		return io_status(b, fb_disk_writev(b->disk, off, iov, (int)n),
 				 "write");
-	}
-	if (fb_disk_check_range(b->disk, off, len) < 0)
-		return BLK_S_IOERR;
 	if (fb_disk_readv(b->disk, off, iov, (int)n) < 0)
 		return io_status(b, -EIO, "read");
 	*written = (uint32_t)len;
@@ -423,6 +423,14 @@ int fb_blk_create(struct fb_vm *vm, struct fb_disk *disk, struct fb_blk **out)
 struct fb_disk *fb_blk_disk(struct fb_blk *b)
 {
 	return b->disk;
+}
+
+struct fb_disk *fb_blk_swap_disk(struct fb_blk *b, struct fb_disk *disk)
+{
+	struct fb_disk *old = b->disk;
+
+	b->disk = disk; /* quiesced: the I/O thread waits on b->lock */
+	return old;
 }
 
 unsigned long fb_blk_requests(struct fb_blk *b)

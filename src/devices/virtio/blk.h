@@ -25,6 +25,12 @@ int fb_blk_init_device(struct fb_virtio_device *d, struct fb_disk *disk,
  * no request is in flight and none starts until unquiesce). */
 struct fb_disk *fb_blk_disk(struct fb_blk *b);
 
+/* Puts disk in the device's hands instead of the one it had, which it
+ * returns (the caller closes it). The device must be quiesced, and the
+ * new disk must be the same size and show the same bytes (a raw disk
+ * turned into a chain with a layer over it). */
+struct fb_disk *fb_blk_swap_disk(struct fb_blk *b, struct fb_disk *disk);
+
 /* Requests served, for tests. */
 unsigned long fb_blk_requests(struct fb_blk *b);
 
