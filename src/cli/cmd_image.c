@@ -113,6 +113,8 @@ static int import(int argc, char **argv)
 	}
 	if (fb_image_import(argv[1], argv[2], &img) < 0)
 		return fail("import");
+	if (img.note[0])
+		fprintf(stderr, "forkbox image import: %s\n", img.note);
 	print_built(&img);
 	fb_image_free(&img);
 	return 0;
@@ -136,11 +138,12 @@ static int list_text(const struct fb_image *img, void *opaque)
 static int list_json(const struct fb_image *img, void *opaque)
 {
 	json_array_append_new(opaque, json_pack(
-		"{s:s, s:I, s:I, s:I, s:s, s:s}", "name", img->name,
+		"{s:s, s:I, s:I, s:I, s:s, s:s, s:s?}", "name", img->name,
 		"size_bytes", (json_int_t)img->size,
 		"used_bytes", (json_int_t)img->used,
 		"created", (json_int_t)img->created, "source", img->source,
-		"file", img->path));
+		"file", img->path, "digest",
+		img->digest[0] ? img->digest : NULL));
 	return 0;
 }
 

@@ -50,6 +50,14 @@ struct image {
 	const struct member *layers[FB_IMAGE_MAX_LAYERS];
 	size_t n_layers;
 	json_t *config_json;
+	/* From the config's rootfs.diff_ids; "" where it lists none. */
+	char diff_id[FB_IMAGE_MAX_LAYERS][FB_SHA256_HEX_LEN + 1];
+};
+
+struct fb_oci_archive {
+	struct import im;
+	struct image img;
+	char *tar;
 };
 
 /* ---- names --------------------------------------------------------- */
@@ -428,7 +436,7 @@ static int check_named(struct import *im, const char *ref,
 	return err;
 }
 
-static int path_of(struct import *im, const struct member *m, char *buf,
+static int path_of(const struct import *im, const struct member *m, char *buf,
 		   size_t len)
 {
 	return fb_fmt(buf, len, "%s/m%u", im->dir, m->file);
@@ -698,7 +706,7 @@ out:
 /* The config's diff_ids are the digests of the uncompressed layers; where
  * a layer sits uncompressed in the archive (always, for docker save) they
  * check it. */
-static int check_diff_ids(struct import *im, const struct image *img)
+static int check_diff_ids(struct import *im, struct image *img)
 {
 	json_t *ids = json_object_get(json_object_get(img->config_json,
 						      "rootfs"), "diff_ids");
@@ -719,6 +727,7 @@ static int check_diff_ids(struct import *im, const struct image *img)
 			return fb_errorf(-EINVAL, "%s: the config's diff_ids[%zu] "
 					 "is not sha256:<64 hex digits>",
 					 im->tar, i);
+		memcpy(img->diff_id[i], id + 7, FB_SHA256_HEX_LEN + 1);
 		if (img->layers[i]->compressed)
 			continue;
 		snprintf(what, sizeof(what), "layer %zu (by the config's "
@@ -870,60 +879,164 @@ static void cleanup(struct import *im)
 	free(im->m);
 }
 
-static int apply_layers(struct import *im, const struct image *img,
-			int rootfd, struct fb_unpack_stats *st)
+int fb_oci_open(const char *tar_path, struct fb_oci_archive **out,
+		struct fb_image_config *cfg)
 {
-	char path[PATH_MAX];
-	int fd, err = 0;
-
-	for (size_t i = 0; !err && i < img->n_layers; i++) {
-		err = path_of(im, img->layers[i], path, sizeof(path));
-		if (err)
-			break;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return fb_errorf(-errno, "open %s: %s", path,
-					 strerror(errno));
-		err = fb_unpack_layer(rootfd, fd, img->layers[i]->name, st);
-		close(fd);
-	}
-	return err;
-}
-
-int fb_oci_import(const char *tar_path, int rootfd,
-		  struct fb_image_config *cfg)
-{
-	struct import im = { .tar = tar_path, .dirfd = -1 };
-	struct image img = { 0 };
+	struct fb_oci_archive *arc = calloc(1, sizeof(*arc));
+	struct import *im;
 	int fd, err;
 
 	memset(cfg, 0, sizeof(*cfg));
+	*out = NULL;
+	if (!arc || !(arc->tar = strdup(tar_path))) {
+		free(arc);
+		return fb_errorf(-ENOMEM, "%s: out of memory", tar_path);
+	}
+	im = &arc->im;
+	im->tar = arc->tar;
+	im->dirfd = -1;
 	fd = open(tar_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fb_errorf(-errno, "open %s: %s", tar_path, strerror(errno));
-	err = make_tmpdir(&im);
+	if (fd < 0) {
+		err = fb_errorf(-errno, "open %s: %s", tar_path, strerror(errno));
+		goto out;
+	}
+	err = make_tmpdir(im);
 	if (!err)
-		err = extract(&im, fd);
+		err = extract(im, fd);
 	close(fd);
 	if (err)
 		goto out;
-	if (find(&im, "oci-layout") && find(&im, "index.json"))
-		err = oci_image(&im, &img, cfg);
-	else if (find(&im, "manifest.json"))
-		err = docker_image(&im, &img, cfg);
+	if (find(im, "oci-layout") && find(im, "index.json"))
+		err = oci_image(im, &arc->img, cfg);
+	else if (find(im, "manifest.json"))
+		err = docker_image(im, &arc->img, cfg);
 	else
 		err = fb_errorf(-EINVAL, "%s: neither a docker archive "
 				"(manifest.json) nor an OCI layout (oci-layout, "
 				"index.json)", tar_path);
 	if (!err)
-		err = check_diff_ids(&im, &img);
+		err = check_diff_ids(im, &arc->img);
 	if (!err)
-		err = read_config(&im, img.config_json, cfg);
-	if (!err)
-		err = apply_layers(&im, &img, rootfd, &cfg->stats);
+		err = read_config(im, arc->img.config_json, cfg);
 out:
-	json_decref(img.config_json);
-	cleanup(&im);
+	if (err) {
+		fb_oci_close(arc);
+		fb_image_config_free(cfg);
+		return err;
+	}
+	*out = arc;
+	return 0;
+}
+
+const char *fb_oci_image_digest(const struct fb_oci_archive *arc)
+{
+	return arc->img.config->sha;
+}
+
+size_t fb_oci_layer_count(const struct fb_oci_archive *arc)
+{
+	return arc->img.n_layers;
+}
+
+int fb_oci_get_layer(const struct fb_oci_archive *arc, size_t i,
+		     struct fb_oci_layer *out)
+{
+	const struct member *m = arc->img.layers[i];
+	const char *id = arc->img.diff_id[i];
+
+	memset(out, 0, sizeof(*out));
+	out->label = m->name;
+	out->tar = arc->tar;
+	out->index = i;
+	memcpy(out->key, id[0] ? id : m->sha, FB_SHA256_HEX_LEN + 1);
+	/* check_diff_ids compared the uncompressed ones already. */
+	out->key_checked = !id[0] || !m->compressed;
+	return path_of(&arc->im, m, out->path,
+		       sizeof(out->path));
+}
+
+int fb_oci_layer_check(const struct fb_oci_layer *l)
+{
+	struct archive *a;
+	struct archive_entry *e;
+	uint8_t digest[FB_SHA256_LEN];
+	char hex[FB_SHA256_HEX_LEN + 1];
+	struct fb_sha256 h;
+	const void *buf;
+	size_t len;
+	la_int64_t off;
+	int r, err = 0;
+
+	if (l->key_checked)
+		return 0;
+	a = archive_read_new();
+	if (!a)
+		return fb_errorf(-ENOMEM, "%s: archive_read_new failed", l->tar);
+	/* The raw format hands over the decompressed bytes as one entry. */
+	archive_read_support_format_raw(a);
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_filter_xz(a);
+	archive_read_support_filter_bzip2(a);
+	fb_sha256_init(&h);
+	if (archive_read_open_filename(a, l->path, READ_BLOCK) != ARCHIVE_OK ||
+	    archive_read_next_header(a, &e) != ARCHIVE_OK)
+		goto bad;
+	while ((r = archive_read_data_block(a, &buf, &len, &off)) != ARCHIVE_EOF) {
+		if (r < ARCHIVE_WARN)
+			goto bad;
+		fb_sha256_update(&h, buf, len);
+	}
+	fb_sha256_final(&h, digest);
+	fb_sha256_to_hex(digest, hex);
+	if (strcmp(hex, l->key))
+		err = fb_errorf(-EBADMSG, "%s: layer %zu (%s, by the config's "
+				"diff_ids) does not match its digest sha256:%s: "
+				"it decompresses to sha256:%s", l->tar,
+				l->index + 1, l->label, l->key, hex);
+	archive_read_free(a);
+	return err;
+bad:
+	err = fb_errorf(-EIO, "%s: layer %zu (%s): %s", l->tar, l->index + 1,
+			l->label, archive_error_string(a) ?
+			archive_error_string(a) : "unreadable");
+	archive_read_free(a);
+	return err;
+}
+
+void fb_oci_close(struct fb_oci_archive *arc)
+{
+	if (!arc)
+		return;
+	json_decref(arc->img.config_json);
+	cleanup(&arc->im);
+	free(arc->tar);
+	free(arc);
+}
+
+int fb_oci_import(const char *tar_path, int rootfd,
+		  struct fb_image_config *cfg)
+{
+	struct fb_oci_archive *arc;
+	struct fb_oci_layer l;
+	int err = fb_oci_open(tar_path, &arc, cfg);
+
+	for (size_t i = 0; !err && i < fb_oci_layer_count(arc); i++) {
+		err = fb_oci_get_layer(arc, i, &l);
+		if (!err) {
+			int fd = open(l.path, O_RDONLY | O_CLOEXEC);
+
+			if (fd < 0)
+				err = fb_errorf(-errno, "open %s: %s", l.path,
+						strerror(errno));
+			else
+				err = fb_unpack_layer(rootfd, fd, l.label,
+						      &cfg->stats);
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	fb_oci_close(arc);
 	if (err)
 		fb_image_config_free(cfg);
 	return err;

@@ -11,8 +11,11 @@
 #ifndef FB_IMAGE_OCI_H
 #define FB_IMAGE_OCI_H
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "image/sha256.h"
 #include "image/unpack.h"
 
 #define FB_IMAGE_MAX_JSON (4u << 20)   /* manifest, index or config */
@@ -46,6 +49,50 @@ struct fb_image_config {
  * part of the image, for the caller to throw away. */
 int fb_oci_import(const char *tar_path, int rootfd,
 		  struct fb_image_config *cfg);
+
+/* The same in steps, for the image store, which unpacks each layer into
+ * a cache of its own and may need none of them: fb_oci_open does all of
+ * fb_oci_import but the unpacking (the archive's members copied out,
+ * the image picked, digests checked, cfg filled) and keeps the copies
+ * until fb_oci_close. */
+struct fb_oci_archive;
+
+struct fb_oci_layer {
+	char path[PATH_MAX]; /* the layer as the archive holds it (a copy) */
+	const char *label;   /* its member name, for messages */
+	const char *tar;     /* the archive, for messages */
+	size_t index;        /* 0 for the bottom layer */
+	/* The digest the layer cache files it under: the config's
+	 * diff_id (the uncompressed tar's sha256, so one cache entry
+	 * whatever compression an archive chose) where the config lists
+	 * diff_ids, else the sha256 of the layer as stored. */
+	char key[FB_SHA256_HEX_LEN + 1];
+	/* Whether key is known to match the content: a compressed
+	 * layer's diff_id is only checked by fb_oci_layer_check. */
+	bool key_checked;
+};
+
+int fb_oci_open(const char *tar_path, struct fb_oci_archive **out,
+		struct fb_image_config *cfg);
+
+/* The image's digest, by which the store knows it whatever its name:
+ * the sha256 of its config blob (docker's <hex>.json, OCI's config
+ * descriptor), as hex. */
+const char *fb_oci_image_digest(const struct fb_oci_archive *arc);
+
+/* The layers, bottom first. */
+size_t fb_oci_layer_count(const struct fb_oci_archive *arc);
+int fb_oci_get_layer(const struct fb_oci_archive *arc, size_t i,
+		     struct fb_oci_layer *out);
+
+/* Decompresses a layer whose key is not checked and checks it: 0, or
+ * -EBADMSG with a message naming the layer. Needed before the layer is
+ * cached under its key, or a forged diff_id would poison the cache for
+ * every image that really has that layer. */
+int fb_oci_layer_check(const struct fb_oci_layer *l);
+
+/* Removes the copies; safe on NULL. */
+void fb_oci_close(struct fb_oci_archive *arc);
 
 /* Frees what cfg holds and zeroes it; safe on a zeroed cfg. */
 void fb_image_config_free(struct fb_image_config *cfg);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 
 #include "forkbox/forkbox.h"
 #include "image/store.h"
+#include "image/store_int.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -37,7 +39,7 @@ int fb_image_dir(char *buf, size_t len)
 	return err;
 }
 
-static int subdir(const char *name, char *buf, size_t len)
+int fb_image_subdir(const char *name, char *buf, size_t len)
 {
 	char dir[PATH_MAX];
 	int err = fb_image_dir(dir, sizeof(dir));
@@ -51,7 +53,7 @@ static int subdir(const char *name, char *buf, size_t len)
 
 int fb_image_blob_dir(char *buf, size_t len)
 {
-	return subdir("blobs", buf, len);
+	return fb_image_subdir("blobs", buf, len);
 }
 
 int fb_image_check_name(const char *name)
@@ -168,6 +170,11 @@ static int write_json(const struct fb_image *img)
 			       "used", (json_int_t)img->used,
 			       "created", (json_int_t)img->created,
 			       "source", img->source, "config", cfg) : NULL;
+	if (root && img->digest[0] &&
+	    json_object_set_new(root, "digest", json_string(img->digest)) < 0) {
+		json_decref(root);
+		root = NULL;
+	}
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (!text)
@@ -222,15 +229,18 @@ static int parse_json(const char *name, const uint8_t *text, size_t len,
 {
 	json_error_t jerr;
 	json_t *root = json_loadb((const char *)text, len, 0, &jerr), *cfg;
-	const char *blob = NULL, *source = "";
+	const char *blob = NULL, *source = "", *digest = "";
 	json_int_t size = 0, used = 0, created = 0;
 	char dir[PATH_MAX];
 	int err = 0;
 
+	/* No digest in descriptions older than the layer cache, nor in
+	 * images built from a directory. */
 	if (!root || json_unpack_ex(root, &jerr, 0,
-				    "{s:s, s:I, s?I, s?I, s?s}", "blob", &blob,
-				    "size", &size, "used", &used, "created",
-				    &created, "source", &source) < 0) {
+				    "{s:s, s:I, s?I, s?I, s?s, s?s}", "blob",
+				    &blob, "size", &size, "used", &used,
+				    "created", &created, "source", &source,
+				    "digest", &digest) < 0) {
 		json_decref(root);
 		return fb_errorf(-EINVAL, "image %s: bad description: %s",
 				 name, jerr.text);
@@ -251,6 +261,8 @@ static int parse_json(const char *name, const uint8_t *text, size_t len,
 	img->used = (uint64_t)used;
 	img->created = created;
 	snprintf(img->source, sizeof(img->source), "%s", source);
+	if (!err && fb_fmt(img->digest, sizeof(img->digest), "%s", digest) < 0)
+		err = fb_errorf(-EINVAL, "image %s: bad digest", name);
 	cfg = json_object_get(root, "config");
 	if (!err && config_from_json(cfg, &img->cfg) < 0)
 		err = fb_errorf(-ENOMEM, "image %s: out of memory", name);
@@ -381,19 +393,14 @@ static int random_hex(char *buf, size_t nbytes)
 	return 0;
 }
 
-int fb_image_build_dir(const char *name, const char *dir,
-		       const struct fb_image_config *cfg, const char *source,
-		       uint64_t size_mib, struct fb_image *out)
+int fb_image_make_blob(const char *dir, uint64_t size_mib, const char *what,
+		       char *tmp, size_t tmp_len, uint64_t *size,
+		       uint64_t *used)
 {
-	char blobs[PATH_MAX], tmp[PATH_MAX], hex[33], what[96];
-	struct fb_image img = { 0 }, old;
-	bool had_old;
+	char blobs[PATH_MAX], hex[17];
 	struct stat st;
-	int err = fb_image_check_name(name), fd;
+	int err, fd;
 
-	if (err)
-		return err;
-	snprintf(what, sizeof(what), "image %s", name);
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
 		return fb_errorf(-ENOTDIR, "%s: %s is not a directory", what,
 				 dir);
@@ -401,15 +408,199 @@ int fb_image_build_dir(const char *name, const char *dir,
 	if (nftw(dir, count, 64, FTW_PHYS) < 0)
 		return fb_errorf(-errno, "%s: reading %s: %s", what, dir,
 				 strerror(errno));
-	img.used = tree_bytes;
-	img.size = size_mib ? size_mib * MIB :
+	*used = tree_bytes;
+	*size = size_mib ? size_mib * MIB :
 		(tree_bytes + tree_bytes / 4 + FB_IMAGE_FREE_MIB * MIB +
 		 MIB - 1) / MIB * MIB;
-	if (img.size < tree_bytes + tree_bytes / 8)
+	if (*size < tree_bytes + tree_bytes / 8)
 		return fb_errorf(-ENOSPC, "%s: %llu MiB is too small for the "
 				 "%llu MiB in %s", what,
-				 (unsigned long long)(img.size / MIB),
+				 (unsigned long long)(*size / MIB),
 				 (unsigned long long)(tree_bytes / MIB), dir);
+	err = fb_image_blob_dir(blobs, sizeof(blobs));
+	if (!err)
+		err = random_hex(hex, 8);
+	if (!err)
+		err = fb_fmt(tmp, tmp_len, "%s/.tmp-%s.ext4", blobs, hex);
+	if (err)
+		return err;
+	/* A sparse file of the disk's size: mkfs writes only metadata. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fb_errorf(-errno, "create %s: %s", tmp,
+				 strerror(errno));
+	if (ftruncate(fd, (off_t)*size) < 0)
+		err = fb_errorf(-errno, "ftruncate %s: %s", tmp,
+				strerror(errno));
+	close(fd);
+	if (!err)
+		err = mkfs(dir, tmp, *size, what);
+	if (!err && ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 ||
+		     fsync(fd) < 0))
+		err = fb_errorf(-errno, "fsync %s: %s", tmp, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (!err && chmod(tmp, 0444) < 0)
+		err = fb_errorf(-errno, "chmod %s: %s", tmp, strerror(errno));
+	if (err)
+		unlink(tmp);
+	return err;
+}
+
+/* The store's lock, around every change to descriptions and blobs: an
+ * import taking a blob must not race a removal that finds it unused. */
+static int lock_store(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	int fd, err = fb_image_dir(dir, sizeof(dir));
+
+	if (!err)
+		err = fb_fmt(path, sizeof(path), "%s/.lock", dir);
+	if (err)
+		return err;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fb_errorf(-errno, "open %s: %s", path, strerror(errno));
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			err = fb_errorf(-errno, "flock %s: %s", path,
+					strerror(errno));
+			close(fd);
+			return err;
+		}
+	}
+	return fd;
+}
+
+static void unlock_store(int fd)
+{
+	close(fd); /* drops the flock */
+}
+
+struct blob_user {
+	const char *blob;
+	uint64_t size, used;
+};
+
+static int names_blob(const struct fb_image *img, void *opaque)
+{
+	struct blob_user *u = opaque;
+
+	if (strcmp(img->blob, u->blob))
+		return 0;
+	u->size = img->size;
+	u->used = img->used;
+	return 1;
+}
+
+/* 1 if a description names blob (its sizes in *u), 0 if none, or an
+ * error. Descriptions that cannot be read name nothing: no image can be
+ * used through them either. */
+static int blob_used(const char *blob, struct blob_user *u)
+{
+	u->blob = blob;
+	return fb_image_list(names_blob, u);
+}
+
+/* The blob at img->path, placed there by someone else: its sizes. */
+static int take_blob(struct fb_image *img)
+{
+	struct blob_user u;
+	struct stat st;
+	int r;
+
+	if (lstat(img->path, &st) < 0)
+		return errno == ENOENT ? -ENOENT :
+			fb_errorf(-errno, "stat %s: %s", img->path,
+				  strerror(errno));
+	r = blob_used(img->blob, &u);
+	if (r < 0)
+		return r;
+	if (r) {
+		img->size = u.size;
+		img->used = u.used;
+	} else {
+		/* Left by an import that died before its description was
+		 * written: whole (it was renamed into place after mkfs and
+		 * fsync), only the tree's size is lost. */
+		img->size = (uint64_t)st.st_size;
+		img->used = (uint64_t)st.st_blocks * 512;
+	}
+	return 0;
+}
+
+/* No rename that replaces: a blob named by its digest may be there. */
+static int place_blob(const char *tmp, const char *path)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* A filesystem without RENAME_NOREPLACE: link fails the same way. */
+	if (link(tmp, path) < 0)
+		return -errno;
+	unlink(tmp);
+	return 0;
+}
+
+int fb_image_install(struct fb_image *img, const char *tmp)
+{
+	struct fb_image old;
+	struct blob_user u;
+	bool had_old, placed = false;
+	int lock = lock_store(), err = 0;
+
+	if (lock < 0) {
+		if (tmp)
+			unlink(tmp);
+		return lock;
+	}
+	if (tmp) {
+		err = place_blob(tmp, img->path);
+		if (err == -EEXIST) {
+			unlink(tmp);
+			err = take_blob(img);
+		} else if (err) {
+			err = fb_errorf(err, "install %s: %s", img->path,
+					strerror(-err));
+			unlink(tmp);
+		} else {
+			placed = true;
+		}
+	} else {
+		err = take_blob(img);
+	}
+	if (err)
+		goto out;
+	had_old = fb_image_get(img->name, &old) == 0;
+	err = write_json(img);
+	if (err) {
+		if (placed && blob_used(img->blob, &u) == 0)
+			unlink(img->path);
+	} else if (had_old && strcmp(old.blob, img->blob) &&
+		   blob_used(old.blob, &u) == 0) {
+		unlink(old.path); /* running boxes hold it open */
+	}
+	if (had_old)
+		fb_image_free(&old);
+out:
+	unlock_store(lock);
+	return err;
+}
+
+int fb_image_build_dir(const char *name, const char *dir,
+		       const struct fb_image_config *cfg, const char *source,
+		       uint64_t size_mib, struct fb_image *out)
+{
+	char blobs[PATH_MAX], tmp[PATH_MAX], hex[17], what[96];
+	struct fb_image img = { 0 };
+	int err = fb_image_check_name(name);
+
+	if (err)
+		return err;
+	snprintf(what, sizeof(what), "image %s", name);
+	snprintf(img.name, sizeof(img.name), "%s", name);
+	snprintf(img.source, sizeof(img.source), "%s", source);
 	err = fb_image_blob_dir(blobs, sizeof(blobs));
 	if (!err)
 		err = random_hex(hex, 8);
@@ -420,47 +611,14 @@ int fb_image_build_dir(const char *name, const char *dir,
 		err = fb_fmt(img.path, sizeof(img.path), "%s/%s", blobs,
 			     img.blob);
 	if (!err)
-		err = fb_fmt(tmp, sizeof(tmp), "%s/.tmp-%s", blobs, img.blob);
+		err = fb_image_make_blob(dir, size_mib, what, tmp, sizeof(tmp),
+					 &img.size, &img.used);
 	if (err)
 		return err;
-	/* A sparse file of the disk's size: mkfs writes only metadata. */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return fb_errorf(-errno, "create %s: %s", tmp,
-				 strerror(errno));
-	if (ftruncate(fd, (off_t)img.size) < 0)
-		err = fb_errorf(-errno, "ftruncate %s: %s", tmp,
-				strerror(errno));
-	close(fd);
-	if (!err)
-		err = mkfs(dir, tmp, img.size, what);
-	if (!err && ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 ||
-		     fsync(fd) < 0))
-		err = fb_errorf(-errno, "fsync %s: %s", tmp, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (!err && (chmod(tmp, 0444) < 0 || rename(tmp, img.path) < 0))
-		err = fb_errorf(-errno, "install %s: %s", img.path,
-				strerror(errno));
-	if (err) {
-		unlink(tmp);
-		return err;
-	}
-	snprintf(img.name, sizeof(img.name), "%s", name);
-	snprintf(img.source, sizeof(img.source), "%s", source);
 	img.created = (long long)time(NULL);
 	if (cfg)
 		img.cfg = *cfg; /* borrowed for write_json only */
-	had_old = fb_image_get(name, &old) == 0;
-	err = write_json(&img);
-	img.cfg = (struct fb_image_config){ 0 };
-	if (err) {
-		unlink(img.path);
-	} else if (had_old && strcmp(old.blob, img.blob)) {
-		unlink(old.path); /* running boxes hold it open */
-	}
-	if (had_old)
-		fb_image_free(&old);
+	err = fb_image_install(&img, tmp);
 	if (!err && out)
 		err = fb_image_get(name, out);
 	return err;
@@ -481,40 +639,6 @@ int fb_rm_tree(const char *path)
 		return fb_errorf(-errno, "remove %s: %s", path,
 				 strerror(errno));
 	return 0;
-}
-
-int fb_image_import(const char *name, const char *tar, struct fb_image *out)
-{
-	struct fb_image_config cfg = { 0 };
-	char stage[PATH_MAX], root[PATH_MAX + 8], source[256];
-	int err = fb_image_check_name(name), rootfd;
-
-	if (!err)
-		err = subdir("tmp", stage, sizeof(stage));
-	if (!err)
-		err = fb_fmt(stage + strlen(stage), sizeof(stage) -
-			     strlen(stage), "/import-XXXXXX");
-	if (err)
-		return err;
-	if (!mkdtemp(stage))
-		return fb_errorf(-errno, "mkdtemp %s: %s", stage,
-				 strerror(errno));
-	snprintf(root, sizeof(root), "%s/root", stage);
-	if (mkdir(root, 0755) < 0 ||
-	    (rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		err = fb_errorf(-errno, "mkdir %s: %s", root, strerror(errno));
-		goto out;
-	}
-	err = fb_oci_import(tar, rootfd, &cfg);
-	close(rootfd);
-	if (!err) {
-		snprintf(source, sizeof(source), "import %s", tar);
-		err = fb_image_build_dir(name, root, &cfg, source, 0, out);
-	}
-	fb_image_config_free(&cfg);
-out:
-	fb_rm_tree(stage);
-	return err;
 }
 
 /* ---- listing and removing --------------------------------------------- */
@@ -560,17 +684,28 @@ int fb_image_list(int (*fn)(const struct fb_image *img, void *opaque),
 int fb_image_remove(const char *name)
 {
 	char path[PATH_MAX];
+	struct blob_user u;
 	struct fb_image img;
-	int err = fb_image_get(name, &img);
+	int lock, err = json_path(name, path, sizeof(path));
 
-	if (!err)
-		err = json_path(name, path, sizeof(path));
+	if (err)
+		return err;
+	lock = lock_store();
+	if (lock < 0)
+		return lock;
+	err = fb_image_get(name, &img);
 	if (!err && unlink(path) < 0)
 		err = fb_errorf(-errno, "unlink %s: %s", path,
 				strerror(errno));
-	if (!err && unlink(img.path) < 0 && errno != ENOENT)
+	/* An imported image's blob may be another name's too. */
+	if (!err)
+		err = blob_used(img.blob, &u);
+	if (err == 0 && unlink(img.path) < 0 && errno != ENOENT)
 		err = fb_errorf(-errno, "unlink %s: %s", img.path,
 				strerror(errno));
+	if (err > 0)
+		err = 0;
 	fb_image_free(&img); /* zeroed by a failed get: still safe */
+	unlock_store(lock);
 	return err;
 }

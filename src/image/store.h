@@ -1,8 +1,17 @@
 /* Images: read-only ext4 files that boxes' root disks are copy-on-write
  * views of, under $FORKBOX_HOME/images/:
- *   NAME.json          what the image is (blob, size, source, defaults)
- *   blobs/BLOB.ext4    the filesystem, mode 0444, never written again
+ *   NAME.json          what the image is (blob, size, source, defaults,
+ *                      and for an import the image's digest)
+ *   blobs/BLOB.ext4    the filesystem, mode 0444, never written again:
+ *                      NAME-RANDOM.ext4 for a build from a directory,
+ *                      sha256-<hex>.ext4 for an import, <hex> being the
+ *                      image's digest (its config's sha256), so an image
+ *                      imported again, under any name, takes the same
+ *                      file and runs no mkfs; several descriptions may
+ *                      then name one blob
+ *   layers/<hex>/      imported layers, unpacked once (layercache.h)
  *   tmp/               staging for builds and imports (removed after)
+ *   .lock              flock'd while descriptions and blobs change
  * A box's root disk is a reflink copy of the blob or a layer over it
  * (src/box/rootdisk.c). Removing an image a layered box was made from
  * leaves that box running (it holds the file open), but it cannot be
@@ -18,6 +27,7 @@
 
 #define FB_IMAGE_NAME_MAX 63
 #define FB_IMAGE_BLOB_MAX 96
+#define FB_IMAGE_DIGEST_MAX 72 /* "sha256:" and 64 hex digits */
 /* Room a box's root disk has beyond what the image holds (a sparse file:
  * it costs nothing until written). */
 #define FB_IMAGE_FREE_MIB 1024
@@ -30,7 +40,12 @@ struct fb_image {
 	uint64_t used;                 /* bytes of the tree it was built from */
 	long long created;             /* Unix seconds */
 	char source[256];              /* where it came from, for `image ls` */
+	char digest[FB_IMAGE_DIGEST_MAX]; /* "sha256:..." for an import, or "" */
 	struct fb_image_config cfg;    /* the box's defaults */
+	/* Not stored: what fb_image_import did, one line for the CLI to
+	 * show ("" from fb_image_get): layers unpacked or cached, the ext4
+	 * file reused, or why the layers were copied instead of mounted. */
+	char note[320];
 };
 
 /* $FORKBOX_HOME/images, and its blobs/ directory (created if missing). */
@@ -57,7 +72,11 @@ int fb_image_build_dir(const char *name, const char *dir,
 		       const struct fb_image_config *cfg, const char *source,
 		       uint64_t size_mib, struct fb_image *out);
 
-/* Imports a `docker save` or OCI-layout tarball as NAME. */
+/* Imports a `docker save` or OCI-layout tarball as NAME (replacing an
+ * image of that name): layers from the cache or unpacked into it, the
+ * root tree assembled (rootfs.h: an overlayfs mount, else a copy;
+ * FORKBOX_NO_OVERLAY=1 forces the copy), then mkfs.ext4 -d, unless the
+ * store holds the image's blob already. out->note says which. */
 int fb_image_import(const char *name, const char *tar, struct fb_image *out);
 
 /* Calls fn for each image, by name; stops at a non-zero return. */
@@ -69,7 +88,8 @@ int fb_image_list(int (*fn)(const struct fb_image *img, void *opaque),
 int fb_image_config_save(const struct fb_image_config *cfg, const char *path);
 int fb_image_config_load(const char *path, struct fb_image_config *cfg);
 
-/* Removes NAME and its blob (running boxes hold it open). */
+/* Removes NAME, and its blob unless another image names it too (running
+ * boxes hold it open). */
 int fb_image_remove(const char *name);
 
 /* Runs a tool (argv[0] looked up in PATH) and waits for it; a failure's

@@ -28,6 +28,7 @@
 #define WH_PREFIX ".wh."
 #define WH_META ".wh..wh."
 #define WH_OPAQUE ".wh..wh..opq"
+#define OVL_OPAQUE_XATTR "trusted.overlay.opaque"
 
 /* Paths (as member names give them) that this layer put in the tree, with
  * every directory above them: what an opaque marker or a whiteout must
@@ -43,15 +44,25 @@ struct dirtime {
 	struct timespec ts[2];
 };
 
+/* Overlay mode: a whiteout stored once the layer is whole. */
+struct pending_wh {
+	char *path;  /* what it whites out, or the opaque directory */
+	char *shown; /* the marker member, for messages */
+	bool opaque;
+};
+
 struct unpack {
 	struct archive *a;
 	int rootfd;
+	unsigned flags;
 	const char *label;
 	struct fb_unpack_stats *st;
 	struct pathset mine;
 	/* Directory mtimes wait for the end: adding entries changes them. */
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
+	struct pending_wh *wh;
+	size_t n_wh, cap_wh;
 	char path[PATH_MAX];   /* the member's name, cleaned */
 	char shown[SHOWN_MAX]; /* the member's name as messages print it */
 };
@@ -230,11 +241,11 @@ static const char *entry_symlink(struct archive_entry *e)
 /* An O_PATH fd of the directory at path ("" is the root), or -errno.
  * -EXDEV when the path would leave the root (a symlink to an absolute or
  * climbing target), -ELOOP for a magic link or a symlink loop. */
-static int beneath(int rootfd, const char *path)
+static int beneath_how(int rootfd, const char *path, uint64_t resolve)
 {
 	struct open_how how = {
 		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | resolve,
 	};
 	int tries = 0;
 	long fd;
@@ -246,6 +257,11 @@ static int beneath(int rootfd, const char *path)
 			     sizeof(how));
 	while (fd < 0 && errno == EAGAIN && ++tries < 16);
 	return fd < 0 ? -errno : (int)fd;
+}
+
+static int beneath(int rootfd, const char *path)
+{
+	return beneath_how(rootfd, path, 0);
 }
 
 /* As beneath(), making missing directories when create is set: layers may
@@ -473,6 +489,199 @@ static int clear_spot(struct unpack *u, int dfd, const char *base,
 
 /* ---- whiteouts ----------------------------------------------------- */
 
+/* Overlay mode: the marker's directory is made now, as overlayfs needs
+ * it in this layer to hold the whiteout; the whiteout itself waits for
+ * the end of the layer (store_whiteouts), when it is known whether this
+ * layer has the name or an opaque directory above it. */
+/* Room for one more element in a growing array (doubling, from first). */
+static int grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first)
+{
+	size_t new_cap = *cap ? *cap * 2 : first;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = reallocarray(*arr, new_cap, elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = new_cap;
+	return 0;
+}
+
+static int defer_whiteout(struct unpack *u, const char *parent,
+			  const char *base)
+{
+	bool opaque = !strcmp(base, WH_OPAQUE);
+	char path[PATH_MAX];
+	struct pending_wh *w;
+	int dfd = open_dir(u, parent, true), err;
+
+	if (dfd == -ENOTDIR)
+		return 0; /* a non-directory of this layer hides all below */
+	if (dfd < 0)
+		return resolve_error(u, dfd, parent);
+	close(dfd);
+	err = opaque ? fb_fmt(path, sizeof(path), "%s", parent) :
+		fb_fmt(path, sizeof(path), "%s%s%s", parent, *parent ? "/" : "",
+		       base + strlen(WH_PREFIX));
+	if (err)
+		return fb_errorf(err, "%s: member %s: name too long", u->label,
+				 u->shown);
+	if (grow((void **)&u->wh, &u->cap_wh, u->n_wh, sizeof(*w), 32) < 0)
+		return fb_errorf(-ENOMEM, "%s: out of memory", u->label);
+	w = &u->wh[u->n_wh];
+	w->path = strdup(path);
+	w->shown = strdup(u->shown);
+	w->opaque = opaque;
+	if (!w->path || !w->shown) {
+		free(w->path);
+		free(w->shown);
+		return fb_errorf(-ENOMEM, "%s: out of memory", u->label);
+	}
+	u->n_wh++;
+	return 0;
+}
+
+/* Resolved without following any symlink: a symlink this layer put over
+ * a path hides everything below it, so there is nothing to store. */
+static bool gone_error(int err)
+{
+	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP;
+}
+
+/* 1 if path is a directory now and made opaque, 0 if it is none. */
+static int set_opaque(struct unpack *u, const struct pending_wh *w)
+{
+	int dfd = beneath_how(u->rootfd, w->path, RESOLVE_NO_SYMLINKS), fd;
+	int err = 1;
+
+	if (gone_error(dfd))
+		return 0;
+	if (dfd < 0)
+		return fb_errorf(dfd, "%s: member %s: open %s: %s", u->label,
+				 w->shown, *w->path ? w->path : ".",
+				 strerror(-dfd));
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		err = fb_errorf(-errno, "%s: member %s: open %s: %s", u->label,
+				w->shown, *w->path ? w->path : ".",
+				strerror(errno));
+	else if (fsetxattr(fd, OVL_OPAQUE_XATTR, "y", 1, 0) < 0)
+		err = fb_errorf(-errno, "%s: member %s: setxattr %s on %s: %s",
+				u->label, w->shown, OVL_OPAQUE_XATTR,
+				*w->path ? w->path : ".", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+	return err;
+}
+
+/* The whiteout's directory (O_PATH) and the name in it; *st is what is
+ * there now, or st_mode 0 for nothing. -ENOENT if the directory is gone. */
+static int whiteout_spot(struct unpack *u, const struct pending_wh *w,
+			 char *buf, const char **base, struct stat *st)
+{
+	const char *parent;
+	int dfd;
+
+	snprintf(buf, PATH_MAX, "%s", w->path);
+	*base = split(buf, &parent);
+	dfd = beneath_how(u->rootfd, parent, RESOLVE_NO_SYMLINKS);
+	if (gone_error(dfd))
+		return -ENOENT;
+	if (dfd < 0)
+		return fb_errorf(dfd, "%s: member %s: open %s: %s", u->label,
+				 w->shown, *parent ? parent : ".",
+				 strerror(-dfd));
+	memset(st, 0, sizeof(*st));
+	if (fstatat(dfd, *base, st, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno != ENOENT) {
+		int err = fb_errorf(-errno, "%s: member %s: stat %s: %s",
+				    u->label, w->shown, w->path,
+				    strerror(errno));
+
+		close(dfd);
+		return err;
+	}
+	return dfd;
+}
+
+/* Whether path, or a directory above it, is in set. */
+static bool under(const struct pathset *set, const char *path)
+{
+	size_t len = strlen(path);
+
+	for (;;) {
+		if (set->cap && set->slot[set_slot(set, path, len)])
+			return true;
+		if (!len)
+			return false;
+		while (len && path[len - 1] != '/')
+			len--;
+		if (len)
+			len--;
+	}
+}
+
+static int store_whiteouts(struct unpack *u)
+{
+	struct pathset opaque = { 0 };
+	char buf[PATH_MAX];
+	const char *base;
+	struct stat st;
+	int err = 0, dfd;
+
+	/* Opaque directories first: the markers', and those this layer
+	 * has where a whiteout names them (the lower one is gone, this
+	 * one stands in its place). */
+	for (size_t i = 0; !err && i < u->n_wh; i++) {
+		const struct pending_wh *w = &u->wh[i];
+
+		if (!w->opaque) {
+			dfd = whiteout_spot(u, w, buf, &base, &st);
+			if (dfd == -ENOENT)
+				continue;
+			if (dfd < 0) {
+				err = dfd;
+				break;
+			}
+			close(dfd);
+			if (!S_ISDIR(st.st_mode))
+				continue;
+		}
+		err = set_opaque(u, w);
+		if (err > 0)
+			err = set_add(&opaque, w->path, strlen(w->path)) < 0 ?
+				fb_errorf(-ENOMEM, "%s: out of memory",
+					  u->label) : 0;
+	}
+	for (size_t i = 0; !err && i < u->n_wh; i++) {
+		const struct pending_wh *w = &u->wh[i];
+
+		/* Beneath an opaque directory it would hide nothing more,
+		 * and overlayfs lists a whiteout in a directory of one
+		 * layer as an entry (that cannot be opened). */
+		if (w->opaque || under(&opaque, w->path))
+			continue;
+		dfd = whiteout_spot(u, w, buf, &base, &st);
+		if (dfd == -ENOENT)
+			continue;
+		if (dfd < 0) {
+			err = dfd;
+			break;
+		}
+		/* This layer's own entry of that name hides the lower one. */
+		if (!st.st_mode && mknodat(dfd, base, S_IFCHR, makedev(0, 0)) < 0)
+			err = fb_errorf(-errno, "%s: member %s: mknod whiteout "
+					"%s: %s", u->label, w->shown, w->path,
+					strerror(errno));
+		close(dfd);
+	}
+	set_free(&opaque);
+	return err;
+}
+
 static int apply_whiteout(struct unpack *u, const char *parent,
 			  const char *base)
 {
@@ -488,6 +697,8 @@ static int apply_whiteout(struct unpack *u, const char *parent,
 		return fb_errorf(-EINVAL, "%s: member %s whites out no name",
 				 u->label, u->shown);
 	u->st->whiteouts++;
+	if (u->flags & FB_UNPACK_OVERLAY)
+		return defer_whiteout(u, parent, base);
 	/* The marker's directory is this layer's, so an opaque parent
 	 * processed later must not remove it. */
 	err = mark_mine(u, parent);
@@ -678,15 +889,9 @@ static int remember_dir_time(struct unpack *u, struct archive_entry *e)
 {
 	struct dirtime *d;
 
-	if (u->n_dirs == u->cap_dirs) {
-		size_t cap = u->cap_dirs ? u->cap_dirs * 2 : 64;
-
-		d = reallocarray(u->dirs, cap, sizeof(*d));
-		if (!d)
-			return fb_errorf(-ENOMEM, "%s: out of memory", u->label);
-		u->dirs = d;
-		u->cap_dirs = cap;
-	}
+	if (grow((void **)&u->dirs, &u->cap_dirs, u->n_dirs, sizeof(*d),
+		 64) < 0)
+		return fb_errorf(-ENOMEM, "%s: out of memory", u->label);
 	d = &u->dirs[u->n_dirs];
 	d->path = strdup(u->path);
 	if (!d->path)
@@ -762,6 +967,10 @@ static int make_node(struct unpack *u, struct archive_entry *e, int dfd,
 
 	if (err)
 		return err;
+	if ((u->flags & FB_UNPACK_OVERLAY) && type == AE_IFCHR && dev == 0) {
+		u->st->skipped_devices++;
+		return 0;
+	}
 	if (mknodat(dfd, base, type | 0600, type == AE_IFIFO ? 0 : dev) < 0) {
 		/* Without CAP_MKNOD (a user namespace, a container): the
 		 * image still runs, it just misses the node. */
@@ -867,7 +1076,8 @@ static int apply_entry(struct unpack *u, struct archive_entry *e)
 	parent[slash ? slash - u->path : 0] = '\0';
 	if (!strncmp(base, WH_PREFIX, strlen(WH_PREFIX)))
 		return apply_whiteout(u, parent, base);
-	err = mark_mine(u, u->path);
+	/* In a layer of its own nothing is lower: no whiteout looks. */
+	err = (u->flags & FB_UNPACK_OVERLAY) ? 0 : mark_mine(u, u->path);
 	if (err)
 		return err;
 	dfd = open_dir(u, parent, true);
@@ -921,8 +1131,8 @@ static int unpack_all(struct unpack *u)
 	return 0;
 }
 
-int fb_unpack_layer(int rootfd, int layer_fd, const char *label,
-		    struct fb_unpack_stats *st)
+int fb_unpack_layer_flags(int rootfd, int layer_fd, const char *label,
+			  unsigned flags, struct fb_unpack_stats *st)
 {
 	struct fb_unpack_stats scratch = { 0 };
 	struct unpack *u = calloc(1, sizeof(*u));
@@ -931,6 +1141,7 @@ int fb_unpack_layer(int rootfd, int layer_fd, const char *label,
 	if (!u)
 		return fb_errorf(-ENOMEM, "%s: out of memory", label);
 	u->rootfd = rootfd;
+	u->flags = flags;
 	u->label = label;
 	u->st = st ? st : &scratch;
 	u->a = archive_read_new();
@@ -950,6 +1161,9 @@ int fb_unpack_layer(int rootfd, int layer_fd, const char *label,
 		goto out;
 	}
 	err = unpack_all(u);
+	/* Before the times: a whiteout made in a directory changes its. */
+	if (!err && (flags & FB_UNPACK_OVERLAY))
+		err = store_whiteouts(u);
 	if (!err)
 		apply_dir_times(u);
 out:
@@ -959,8 +1173,19 @@ out:
 	for (size_t i = 0; i < u->n_dirs; i++)
 		free(u->dirs[i].path);
 	free(u->dirs);
+	for (size_t i = 0; i < u->n_wh; i++) {
+		free(u->wh[i].path);
+		free(u->wh[i].shown);
+	}
+	free(u->wh);
 	free(u);
 	return err;
+}
+
+int fb_unpack_layer(int rootfd, int layer_fd, const char *label,
+		    struct fb_unpack_stats *st)
+{
+	return fb_unpack_layer_flags(rootfd, layer_fd, label, 0, st);
 }
 
 int fb_unpack_layer_path(int rootfd, const char *path,

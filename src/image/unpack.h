@@ -13,6 +13,19 @@
  * layers put there; neither touches what this same layer adds, wherever
  * the marker sits in the archive. Marker files are never created.
  *
+ * With FB_UNPACK_OVERLAY the layer goes into an empty directory of its own
+ * and whiteouts are stored the way overlayfs reads them in a lower layer
+ * instead of applied: ".wh.NAME" becomes a character device 0/0 named
+ * NAME, ".wh..wh..opq" the xattr trusted.overlay.opaque="y" on its
+ * directory. A whiteout of a directory this same layer has makes that
+ * directory opaque; a whiteout beneath an opaque directory of this layer
+ * is left out (the opaque one hides more, and overlayfs would list it
+ * as an entry that cannot be opened). Both are stored once the whole
+ * layer is unpacked, so where the markers sit in the archive makes no
+ * difference. A member that is itself a character device 0/0 is left
+ * out (counted in skipped_devices): overlayfs would take it for a
+ * whiteout.
+ *
  * Device nodes and setuid files are made for real, on the host: keep the
  * root inside a directory only root can traverse (a mkdtemp, 0700).
  *
@@ -26,7 +39,8 @@
 struct fb_unpack_stats {
 	uint64_t entries;         /* archive members, whiteouts included */
 	uint64_t bytes;           /* regular file contents written */
-	uint64_t whiteouts;       /* .wh. markers applied, opaque ones too */
+	uint64_t whiteouts;       /* .wh. markers applied or stored, opaque
+				     ones too */
 	uint64_t skipped_devices; /* device nodes mknod refused (EPERM) */
 	uint64_t skipped_xattrs;  /* extended attributes not applied */
 };
@@ -40,6 +54,12 @@ struct fb_unpack_stats {
  * errno with a message in fb_last_error(). */
 int fb_unpack_layer(int rootfd, int layer_fd, const char *label,
 		    struct fb_unpack_stats *st);
+
+#define FB_UNPACK_OVERLAY 1u /* whiteouts stored for overlayfs, see above */
+
+/* fb_unpack_layer with flags (0 or FB_UNPACK_OVERLAY). */
+int fb_unpack_layer_flags(int rootfd, int layer_fd, const char *label,
+			  unsigned flags, struct fb_unpack_stats *st);
 
 /* The same for the layer in the file at path, which names it in messages. */
 int fb_unpack_layer_path(int rootfd, const char *path,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Builds the archives test_unpack unpacks: image archives (docker save,
-OCI layout) and single layers that try to escape their root.
+"""Builds the archives test_unpack and test_image_store read: image
+archives (docker save, OCI layout) and single layers, some of which try
+to escape their root.
 
     mktar.py OUTDIR OUTSIDE
 
@@ -177,9 +178,9 @@ def image_config(cfg, diff_ids):
     }, sort_keys=True).encode()
 
 
-def docker_save(outside, corrupt=False):
-    l1, l2 = docker_layers(outside)
-    config = image_config(DOCKER_CONFIG, [sha(l1), sha(l2)])
+def docker_save(outside, corrupt=False, layers=None, cfg=DOCKER_CONFIG):
+    l1, l2 = layers or docker_layers(outside)
+    config = image_config(cfg, [sha(l1), sha(l2)])
     if corrupt:
         # Layer 1 no longer what the config's diff_ids say.
         l1 = l1.replace(b"hello\n", b"HELLO\n", 1)
@@ -200,17 +201,22 @@ def docker_save(outside, corrupt=False):
     ])
 
 
-def oci_layout(corrupt=False):
-    layer = Layer()
-    layer.dir("bin")
-    layer.file("bin/hello", b"hi\n", mode=0o755)
-    layer.symlink("bin/sh", "busybox")
-    layer.dir("etc")
-    layer.file("etc/os-release", b"ID=forkbox\n")
-    plain = layer.bytes()
-    gz = gzip.compress(plain, mtime=0)
+def oci_layout(corrupt=False, plains=None, diff_ids=None):
+    """plains: the uncompressed layers (default: one small one), stored
+    gzipped; diff_ids: what the config claims for them (default: the
+    truth)."""
+    if plains is None:
+        layer = Layer()
+        layer.dir("bin")
+        layer.file("bin/hello", b"hi\n", mode=0o755)
+        layer.symlink("bin/sh", "busybox")
+        layer.dir("etc")
+        layer.file("etc/os-release", b"ID=forkbox\n")
+        plains = [layer.bytes()]
+    gzs = [gzip.compress(p, mtime=0) for p in plains]
+    gz = gzs[-1]
     config = image_config({"Env": ["PATH=/bin"], "Cmd": ["/bin/hello"]},
-                          [sha(plain)])
+                          diff_ids or [sha(p) for p in plains])
 
     def desc(media, data):
         return {"mediaType": media, "digest": "sha256:" + sha(data),
@@ -220,7 +226,8 @@ def oci_layout(corrupt=False):
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": desc("application/vnd.oci.image.config.v1+json", config),
-        "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", gz)],
+        "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", g)
+                   for g in gzs],
     }).encode()
     index = json.dumps({
         "schemaVersion": 2,
@@ -234,10 +241,139 @@ def oci_layout(corrupt=False):
     return outer_tar([
         ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
         ("blobs/sha256/" + sha(config), config),
+    ] + [("blobs/sha256/" + sha(g), g) for g in gzs[:-1]] + [
         ("blobs/sha256/" + sha(gz), stored),
         ("blobs/sha256/" + sha(manifest), manifest),
         ("index.json", index),
     ])
+
+
+def store_layers():
+    """Two layers for test_image_store: the second whites out a file and
+    a directory, makes a directory opaque (with a whiteout beneath it,
+    which the opaque one makes pointless) and rewrites a hardlinked
+    file."""
+    one = Layer()
+    one.dir("etc")
+    one.file("etc/hello", b"hello\n")
+    one.hardlink("etc/hello-link", "etc/hello")
+    one.file("etc/remove-me", b"bye\n")
+    one.file("etc/keep", b"keep\n")
+    one.file("etc/xattr", b"x\n", xattrs={"user.fb": "yes"})
+    one.dir("opq")
+    one.file("opq/old", b"old\n")
+    one.dir("opq/sub")
+    one.file("opq/sub/old2", b"old\n")
+    one.dir("opq/keep")
+    one.file("opq/keep/gone", b"old\n")
+    one.dir("dir-remove")
+    one.dir("dir-remove/x")
+    one.file("dir-remove/x/y", b"y\n")
+    one.dir("bin")
+    one.file("bin/su", b"su\n", mode=0o4755)
+    one.dir("home")
+    one.dir("home/user", mode=0o700, uid=1000, gid=1000)
+    one.symlink("lnk", "etc/hello")
+    one.dir("dev")
+    one.node("dev/null2", tarfile.CHRTYPE, 1, 3)
+
+    two = Layer()
+    two.dir("etc")
+    two.file("etc/.wh.remove-me", b"")
+    two.file(".wh.dir-remove", b"")
+    two.file("etc/hello", b"new hello\n")
+    two.dir("opq", mode=0o750)
+    two.file("opq/.wh..wh..opq", b"")
+    two.file("opq/new", b"new\n")
+    two.dir("opq/sub")
+    two.file("opq/sub/new3", b"new\n")
+    two.dir("opq/keep")
+    two.file("opq/keep/.wh.gone", b"")
+    two.dir("new-dir")
+    two.file("new-dir/f", b"f\n")
+    return one.bytes(), two.bytes()
+
+
+def leak_layers():
+    """A whiteout overlayfs lists as an entry: in p/d, where p replaces a
+    lower file, so only the upper layer has p and nothing below has
+    p/d/x."""
+    one = Layer()
+    one.file("p", b"file\n")
+    one.file("q", b"q\n")
+    two = Layer()
+    two.dir("p")
+    two.dir("p/d")
+    two.file("p/d/.wh.x", b"")
+    two.file("p/d/y", b"y\n")
+    return one.bytes(), two.bytes()
+
+
+def overlay_mode_layer():
+    """Whiteouts against this same layer's entries, for the unpacker's
+    overlay mode."""
+    t = Layer()
+    t.file(".wh.d", b"")          # before its directory: d opaque
+    t.dir("d")
+    t.file("d/new", b"new\n")
+    t.dir("e")                    # after its directory: e opaque
+    t.file("e/f", b"f\n")
+    t.file(".wh.e", b"")
+    t.file(".wh.f", b"")          # a file of this layer: no whiteout
+    t.file("f", b"f\n")
+    t.file("g", b"g\n")           # a file: nothing below it to hide
+    t.file("g/.wh.x", b"")
+    t.dir("h")
+    t.file("h/.wh.x", b"")        # a plain whiteout
+    t.node("zero", tarfile.CHRTYPE, 0, 0)
+    return t.bytes()
+
+
+def docker_plain(layers, cfg=DOCKER_CONFIG):
+    """A docker save archive of any number of layers, each under a name
+    of its own even when two are the same."""
+    config = image_config(cfg, [sha(l) for l in layers])
+    cname = sha(config) + ".json"
+    names = ["%064x/layer.tar" % (i + 1) for i in range(len(layers))]
+    manifest = json.dumps([{"Config": cname, "Layers": names}]).encode()
+    return outer_tar(list(zip(names, layers)) + [
+        (cname, config), ("manifest.json", manifest)])
+
+
+def root_opaque_layer():
+    t = Layer()
+    t.file(".wh..wh..opq", b"")
+    t.dir("only")
+    t.file("only/file", b"only\n")
+    return t.bytes()
+
+
+def store_archives(outside):
+    l1, l2 = store_layers()
+    other = dict(DOCKER_CONFIG, Cmd=["echo other"])
+    k1, k2 = leak_layers()
+    forged = Layer()
+    forged.file("etc/hello", b"forged\n")
+    return {
+        "store.tar": docker_save(outside, layers=(l1, l2)),
+        # Same layers, another config: another image.
+        "store2.tar": docker_save(outside, layers=(l1, l2), cfg=other),
+        # The same layers gzipped in an OCI layout: one cache entry each,
+        # by diff_id.
+        "store-oci.tar": oci_layout(plains=[l1, l2]),
+        # Layer 2 claims store.tar's diff_id with other content: its blob
+        # digest is right, its diff_id a lie.
+        "store-oci-forged.tar": oci_layout(plains=[l1, forged.bytes()],
+                                           diff_ids=[sha(l1), sha(l2)]),
+        "store-leak.tar": docker_save(outside, layers=(k1, k2)),
+        # A layer whose root is opaque: nothing of layer 1 is left.
+        "store-rootopq.tar": docker_plain([l1, root_opaque_layer()]),
+        # Layer 1 again on top (an empty layer twice is common).
+        "store-dup.tar": docker_plain([l1, l2, l1]),
+        "store-layers.txt": (sha(l1) + "\n" + sha(l2) + "\n").encode(),
+        "docker-layer2.tar": docker_layers(outside)[1],
+        "ovl-mixed.tar": overlay_mode_layer(),
+    }
 
 
 def cut_after_last(tar):
@@ -302,6 +438,7 @@ def main():
     files["docker-truncated.tar"] = files["docker.tar"][:6000]
     files["docker-truncated-boundary.tar"] = cut_after_last(files["docker.tar"])
     files.update(hostile(outside))
+    files.update(store_archives(outside))
     os.makedirs(outdir, exist_ok=True)
     for name, data in files.items():
         with open(os.path.join(outdir, name), "wb") as f:

@@ -1,5 +1,6 @@
 /* Image layers and image archives unpacked into a tree: whiteouts and
- * opaque directories, file types and metadata, docker-save and OCI
+ * opaque directories (applied, or stored the overlayfs way), file types
+ * and metadata, docker-save and OCI
  * archives with their configs, and hostile or broken archives refused
  * with nothing written outside the root. tests/unit/mktar.py (python's
  * tarfile, an independent writer) builds every archive. */
@@ -9,6 +10,7 @@
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -498,6 +500,122 @@ static void test_reapply(void **state)
 	fb_image_config_free(&cfg);
 }
 
+/* ---- overlay mode: whiteouts stored, not applied ---------------------- */
+
+static void assert_whiteout(const char *name)
+{
+	struct stat st = lstat_in(name);
+
+	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(0, 0))
+		fail_msg("%s is no whiteout (mode 0%o)", name, st.st_mode);
+}
+
+static void assert_opaque(const char *name, bool want)
+{
+	int fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	char v[4];
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = fgetxattr(fd, "trusted.overlay.opaque", v, sizeof(v));
+	close(fd);
+	if (want) {
+		assert_int_equal(n, 1);
+		assert_int_equal(v[0], 'y');
+	} else {
+		assert_int_equal(n, -1);
+	}
+}
+
+static int unpack_overlay(const char *layer, struct fb_unpack_stats *st)
+{
+	int fd = open(archive_path(layer), O_RDONLY | O_CLOEXEC), err;
+
+	assert_true(fd >= 0);
+	err = fb_unpack_layer_flags(rootfd, fd, layer, FB_UNPACK_OVERLAY, st);
+	close(fd);
+	return err;
+}
+
+/* docker.tar's second layer alone, as the layer cache keeps it. */
+static void test_overlay_layer(void **state)
+{
+	struct fb_unpack_stats st = { 0 };
+
+	if (unpack_overlay("docker-layer2.tar", &st))
+		fail_msg("unpack: %s", fb_last_error());
+	assert_whiteout("etc/remove-me");
+	assert_whiteout("dir-remove");
+	assert_opaque("opq", true);
+	assert_opaque("etc", false);
+	/* Beneath the opaque directory: left out, the directories kept. */
+	assert_int_equal(lstat_in("opq/keep-before").st_mode, S_IFDIR | 0755);
+	assert_int_equal(lstat_in("opq/keep-after").st_mode, S_IFDIR | 0755);
+	assert_absent("opq/keep-before/gone");
+	assert_absent("opq/keep-after/gone");
+	assert_opaque("opq/keep-before", false);
+	assert_content("opq/+new-before", "new\n");
+	assert_content("opq/new-after", "new\n");
+	assert_content("opq/sub/new3", "new\n");
+	assert_content("etc/hello", "new hello\n");
+	/* No lower layer here: "lib" is this layer's own directory. */
+	assert_int_equal(lstat_in("lib").st_mode & S_IFMT, S_IFDIR);
+	assert_content("lib/added", "added\n");
+	assert_int_equal(lstat_in("replace-file-with-dir").st_mode,
+			 S_IFDIR | 0750);
+	assert_int_equal(nftw(in_tmp("root"), find_whiteout, 16, FTW_PHYS), 0);
+	assert_int_equal(st.whiteouts, 5);
+}
+
+/* Whiteouts against the same layer's entries, in either order. */
+static void test_overlay_same_layer(void **state)
+{
+	struct fb_unpack_stats st = { 0 };
+
+	if (unpack_overlay("ovl-mixed.tar", &st))
+		fail_msg("unpack: %s", fb_last_error());
+	/* The lower d and e are gone, this layer's stand in their place. */
+	assert_opaque("d", true);
+	assert_content("d/new", "new\n");
+	assert_opaque("e", true);
+	assert_content("e/f", "f\n");
+	/* A file of this layer hides the lower one itself. */
+	assert_true(S_ISREG(lstat_in("f").st_mode));
+	assert_content("f", "f\n");
+	assert_content("g", "g\n");
+	assert_whiteout("h/x");
+	assert_opaque("h", false);
+	/* A 0/0 device member would read as a whiteout: left out. */
+	assert_absent("zero");
+	assert_int_equal(st.skipped_devices, 1);
+	assert_int_equal(nftw(in_tmp("root"), find_whiteout, 16, FTW_PHYS), 0);
+}
+
+/* The same refusals, nothing written outside. */
+static void test_overlay_refuse(void **state)
+{
+	static const char *const layers[] = {
+		"escape.tar", "abs.tar", "symlink.tar", "symlink-rel.tar",
+		"hardlink.tar", "hardlink-sym.tar", "truncated.tar",
+	};
+	struct stat before, after;
+
+	assert_int_equal(stat("/etc/passwd", &before), 0);
+	for (size_t i = 0; i < sizeof(layers) / sizeof(layers[0]); i++) {
+		if (unpack_overlay(layers[i], NULL) == 0)
+			fail_msg("%s was unpacked", layers[i]);
+		assert_error_has(layers[i]);
+	}
+	assert_outside_absent("escape");
+	assert_outside_absent("abs-target");
+	assert_outside_absent("outside-dir/file");
+	assert_outside_absent("escape-rel");
+	assert_int_equal(stat("/etc/passwd", &after), 0);
+	assert_int_equal(before.st_nlink, after.st_nlink);
+	assert_absent("hl");
+	assert_absent("hl2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,6 +630,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuse_hardlink, setup_root, teardown_root),
 		cmocka_unit_test_setup_teardown(test_truncated, setup_root, teardown_root),
 		cmocka_unit_test_setup_teardown(test_reapply, setup_root, teardown_root),
+		cmocka_unit_test_setup_teardown(test_overlay_layer, setup_root, teardown_root),
+		cmocka_unit_test_setup_teardown(test_overlay_same_layer, setup_root, teardown_root),
+		cmocka_unit_test_setup_teardown(test_overlay_refuse, setup_root, teardown_root),
 	};
 
 	return cmocka_run_group_tests(tests, setup_group, teardown_group);
