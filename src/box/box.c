@@ -18,6 +18,7 @@
 #include "box/box.h"
 #include "box/rootdisk.h"
 #include "image/store.h"
+#include "util/copy.h"
 #include "box/control.h"
 #include "jail/jail.h"
 #include "util/error.h"
@@ -176,10 +177,69 @@ static int read_status(int fd, unsigned timeout_ms, char *msg, size_t len)
 	return 0;
 }
 
+int fb_box_copy_image_config(const char *from_dir, const char *to_dir)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	int err = fb_fmt(from, sizeof(from), "%s/%s", from_dir,
+			 FB_BOX_IMAGE_CONFIG);
+
+	if (!err)
+		err = fb_fmt(to, sizeof(to), "%s/%s", to_dir,
+			     FB_BOX_IMAGE_CONFIG);
+	if (!err && access(from, F_OK) == 0)
+		err = fb_copy_file_cow(from, to, NULL);
+	return err;
+}
+
+/* The box's root disk: from its image, its fork parent's frozen disk or
+ * its snapshot's, with the image defaults that go with it. */
+static int prepare_disk(const struct fb_box_spec *spec, const char *dir,
+			const struct fb_image *img)
+{
+	char cfg_path[PATH_MAX];
+	int err = 0;
+
+	if (img) {
+		bool reflinked;
+
+		err = fb_box_root_disk_create(dir, img, &reflinked);
+		if (!err)
+			err = fb_fmt(cfg_path, sizeof(cfg_path), "%s/%s", dir,
+				     FB_BOX_IMAGE_CONFIG);
+		if (!err)
+			err = fb_image_config_save(&img->cfg, cfg_path);
+	} else if (spec->fork_disk_frozen) {
+		err = fb_disk_child_create(spec->fork_disk_dir,
+					   spec->fork_disk_frozen, dir);
+	} else if (spec->restore_from) {
+		err = fb_disk_restore_prepare(spec->restore_from, dir);
+	}
+	if (!err && (spec->fork_disk_dir || spec->restore_from))
+		err = fb_box_copy_image_config(spec->fork_disk_dir ?
+					       spec->fork_disk_dir :
+					       spec->restore_from, dir);
+	return err;
+}
+
+int fb_box_prepare_child(const struct fb_box_spec *spec,
+			 char id[FB_BOX_ID_LEN + 1])
+{
+	char dir[PATH_MAX] = "";
+	int err = fb_box_new_id(id);
+
+	if (!err)
+		err = fb_box_dir_create(id, dir, sizeof(dir));
+	if (!err)
+		err = prepare_disk(spec, dir, NULL);
+	if (err < 0 && dir[0])
+		fb_box_dir_remove(dir);
+	return err;
+}
+
 int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		  char id[FB_BOX_ID_LEN + 1])
 {
-	char dir[PATH_MAX], msg[STATUS_MSG_MAX], *nl;
+	char dir[PATH_MAX] = "", msg[STATUS_MSG_MAX], *nl;
 	struct fb_box_info other;
 	struct fb_image img;
 	int status[2], err, st;
@@ -200,29 +260,31 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		if (err < 0)
 			return err;
 	}
-	err = fb_box_new_id(id);
-	if (!err)
+	if (spec->preset_id) {
+		/* Made ready by the caller (a fork's children: their disks
+		 * are linked before the parent's layers turn immutable). */
+		snprintf(id, FB_BOX_ID_LEN + 1, "%s", spec->preset_id);
 		err = fb_box_dir_create(id, dir, sizeof(dir));
+		if (spec->image)
+			fb_image_free(&img);
+		if (err < 0)
+			return err;
+	} else {
+		err = fb_box_new_id(id);
+		if (!err)
+			err = fb_box_dir_create(id, dir, sizeof(dir));
+		if (!err)
+			err = prepare_disk(spec, dir, spec->image ? &img : NULL);
+		if (spec->image)
+			fb_image_free(&img);
+	}
 	if (!err && name)
 		err = write_text(dir, "name", name);
-	if (!err && spec->image) {
-		bool reflinked;
-
-		char cfg_path[PATH_MAX];
-
-		err = fb_box_root_disk_create(dir, &img, &reflinked);
-		if (!err)
-			err = fb_fmt(cfg_path, sizeof(cfg_path), "%s/%s", dir,
-				     FB_BOX_IMAGE_CONFIG);
-		if (!err)
-			err = fb_image_config_save(&img.cfg, cfg_path);
-		if (err < 0)
-			fb_rm_tree(dir);
-	}
-	if (spec->image)
-		fb_image_free(&img);
-	if (err < 0)
+	if (err < 0) {
+		if (dir[0])
+			fb_box_dir_remove(dir);
 		return err;
+	}
 	if (pipe2(status, O_CLOEXEC) < 0)
 		return fb_errorf(-errno, "pipe: %s", strerror(errno));
 	pid = fork();

@@ -47,6 +47,12 @@ const char *fb_box_state_name(enum fb_box_state s);
 int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		  char id[FB_BOX_ID_LEN + 1]);
 
+/* A fork child's id and directory with its disk (spec->fork_disk_*),
+ * made before any child starts; fb_box_create then takes the id as
+ * spec->preset_id. */
+int fb_box_prepare_child(const struct fb_box_spec *spec,
+			 char id[FB_BOX_ID_LEN + 1]);
+
 /* Finds a box by id, unique id prefix, or name. */
 int fb_box_find(const char *ref, struct fb_box_info *info);
 
@@ -79,6 +85,10 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 		const struct fb_box_spec *child_spec,
 		struct fb_box_fork_result *res);
 void fb_box_fork_result_free(struct fb_box_fork_result *res);
+
+/* Copies the image defaults (FB_BOX_IMAGE_CONFIG) from one box or
+ * snapshot directory to another, if there are any. */
+int fb_box_copy_image_config(const char *from_dir, const char *to_dir);
 
 /* Removes a box's directory; a live box needs force (it is stopped). */
 int fb_box_remove(const struct fb_box_info *info, bool force);

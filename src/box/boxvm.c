@@ -113,7 +113,7 @@ int fb_box_vm_prepare(const struct fb_box_spec *spec, const char *dir,
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return fb_errorf(-ENOMEM, "calloc for the box");
-	b->exited_efd = b->ready_listen_fd = -1;
+	b->exited_efd = b->ready_listen_fd = b->disk_dirfd = -1;
 	snprintf(b->dir, sizeof(b->dir), "%s", dir);
 	err = fb_fmt(b->uds, sizeof(b->uds), "%s/%s", dir, FB_BOX_VSOCK_NAME);
 	if (!err)
@@ -205,7 +205,6 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
 	unsigned nr_disks = 0;
-	bool has_root = false;
 	double t0 = now_ms();
 	int err;
 
@@ -214,9 +213,10 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		return err;
 	/* Opened here, with the privilege the jail takes away; the VM owns
 	 * them from fb_vm_create on. */
-	err = fb_box_open_disks(dir, spec, disks, &nr_disks, &has_root);
+	err = fb_box_open_disks(dir, spec, disks, &nr_disks, &b->disk_dirfd);
 	if (err < 0)
 		goto fail;
+	b->root_disk = b->disk_dirfd >= 0;
 	if (!spec->kernel)
 		err = fb_default_kernel(kernel, sizeof(kernel));
 	if (!err && !spec->initrd)
@@ -231,7 +231,7 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		.mem_mib = spec->mem_mib ? spec->mem_mib : 256,
 		.kernel = spec->kernel ? spec->kernel : kernel,
 		.initrd = spec->initrd ? spec->initrd : initrd,
-		.cmdline = has_root ? AGENT_CMDLINE " " FB_CMDLINE_ROOT "vda" :
+		.cmdline = b->root_disk ? AGENT_CMDLINE " " FB_CMDLINE_ROOT "vda" :
 			   AGENT_CMDLINE,
 		.console_log_fd = fileno(b->console_log),
 		.console_live_fd = spec->console_live_fd,
@@ -300,6 +300,8 @@ void fb_box_vm_stop(struct fb_box_vm *b)
 	}
 	if (b->exited_efd >= 0)
 		close(b->exited_efd);
+	if (b->disk_dirfd >= 0)
+		close(b->disk_dirfd);
 	if (b->console_log)
 		fclose(b->console_log);
 	free(b);

@@ -52,6 +52,13 @@ struct fb_box_spec {
 	 * checked already; src/box/fork.c), or NULL. */
 	const struct fb_snap *fork_state;
 	const struct fb_mem_layers *fork_layers;
+	/* ... and its root disk: the parent's directory and the frozen top
+	 * the child's own top goes over (src/box/diskshare.c), or NULL. */
+	const char *fork_disk_dir;
+	const char *fork_disk_frozen;
+	/* An id whose directory and disk are ready (fb_box_prepare_child),
+	 * or NULL: fb_box_create makes them. */
+	const char *preset_id;
 };
 
 struct fb_box_vm {
@@ -79,6 +86,10 @@ struct fb_box_vm {
 	 * restart of the dirty log took away (NULL: none yet). */
 	struct fb_mem_layers layers;
 	uint64_t *fork_dirty;
+	/* A root disk (vda) from an image, and its directory (disk/),
+	 * opened before the jail: freezes create new layers in it. */
+	bool root_disk;
+	int disk_dirfd;
 };
 
 /* A fork's template, as the parent hands it out: the VM state (a snapshot
@@ -89,6 +100,7 @@ struct fb_fork_template {
 	unsigned nr_layers;
 	uint64_t runs;        /* mappings a child makes */
 	double paused_ms;
+	char disk_frozen[128]; /* the root disk's frozen top, or "" */
 };
 
 /* The parent's side of a fork: pauses the VM, writes its state, freezes

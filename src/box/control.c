@@ -127,7 +127,7 @@ static void serve_fork(struct fb_box_vm *b, int fd)
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(fds))];
 	} cm;
-	char line[128];
+	char line[256];
 	struct iovec iov;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	unsigned n;
@@ -141,8 +141,9 @@ static void serve_fork(struct fb_box_vm *b, int fd)
 	fds[1] = t.layout_fd;
 	memcpy(fds + 2, t.layer_fds, t.nr_layers * sizeof(int));
 	n = 2 + t.nr_layers;
-	snprintf(line, sizeof(line), "ok paused_ms=%.2f layers=%u runs=%llu\n",
-		 t.paused_ms, t.nr_layers, (unsigned long long)t.runs);
+	snprintf(line, sizeof(line), "ok paused_ms=%.2f layers=%u runs=%llu%s%s\n",
+		 t.paused_ms, t.nr_layers, (unsigned long long)t.runs,
+		 t.disk_frozen[0] ? " disk=" : "", t.disk_frozen);
 	iov = (struct iovec){ line, strlen(line) };
 	memset(&cm, 0, sizeof(cm));
 	msg.msg_control = cm.buf;

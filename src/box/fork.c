@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "box/box.h"
+#include "box/boxdir.h"
+#include "box/rootdisk.h"
 #include "box/control.h"
 #include "snapshot/format.h"
 #include "snapshot/layers.h"
@@ -38,11 +40,12 @@ static double now_ms(void)
  * stops) and checks it: the state like a snapshot's, the layers sealed. */
 static int get_template(const struct fb_box_info *parent, struct fb_snap **state,
 			struct fb_mem_layers *layers, double *pause_ms,
-			unsigned long long *runs)
+			unsigned long long *runs, char *disk, size_t disk_len)
 {
 	int fds[2 + FB_LAYERS_MAX];
 	struct fb_vm_snap_config cfg;
 	char detail[256];
+	const char *d;
 	unsigned nr_fds, nr_layers = 0;
 	int err;
 
@@ -58,6 +61,10 @@ static int get_template(const struct fb_box_info *parent, struct fb_snap **state
 		return fb_errorf(-EPROTO, "fork: the parent's reply '%.80s' "
 				 "came with %u fds", detail, nr_fds);
 	}
+	/* The parent's root disk, frozen with its memory (diskfreeze.c). */
+	d = strstr(detail, " disk=");
+	snprintf(disk, disk_len, "%.*s", d ? (int)strcspn(d + 6, " \n") : 0,
+		 d ? d + 6 : "");
 	err = lseek(fds[0], 0, SEEK_SET) < 0 ?
 	      fb_errorf(-errno, "lseek: %s", strerror(errno)) :
 	      fb_snap_read_fd(fds[0], "the parent's state", 0, state);
@@ -116,6 +123,44 @@ static void reap(int fd, pid_t pid, unsigned i, struct fb_box_fork_result *res,
 	}
 }
 
+struct child_id {
+	char id[FB_BOX_ID_LEN + 1];
+};
+
+/* A child whose directory was prepared but whose VMM never started. */
+static void remove_prepared(const char *id)
+{
+	char home[PATH_MAX], dir[PATH_MAX];
+
+	if (id[0] && !fb_home_dir(home, sizeof(home)) &&
+	    !fb_fmt(dir, sizeof(dir), "%s/boxes/%s", home, id))
+		fb_box_dir_remove(dir);
+}
+
+/* Every child's disk links the parent's frozen chain before it turns
+ * immutable (a link to an immutable file is refused), and from then on
+ * the parent's VMM cannot write it through the fd it kept. */
+static int share_disk(const struct fb_box_info *parent,
+		      const struct fb_box_spec *spec, unsigned n,
+		      struct child_id **out)
+{
+	struct child_id *ids = calloc(n, sizeof(*ids));
+	int err = ids ? 0 : fb_errorf(-ENOMEM, "calloc for %u ids", n);
+
+	for (unsigned i = 0; !err && i < n; i++)
+		err = fb_box_prepare_child(spec, ids[i].id);
+	if (!err)
+		err = fb_disk_share_frozen(parent->dir, spec->fork_disk_frozen);
+	if (err < 0) {
+		for (unsigned i = 0; ids && i < n; i++)
+			remove_prepared(ids[i].id);
+		free(ids);
+		return err;
+	}
+	*out = ids;
+	return 0;
+}
+
 int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 		const struct fb_box_spec *child_spec,
 		struct fb_box_fork_result *res)
@@ -123,6 +168,8 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	struct fb_box_spec spec = *child_spec;
 	struct fb_mem_layers layers = { 0 };
 	struct fb_snap *state = NULL;
+	struct child_id *preset = NULL;
+	char disk[128];
 	unsigned window, started = 0, done = 0;
 	struct { int fd; pid_t pid; unsigned i; } *run = NULL;
 	double t0 = now_ms();
@@ -136,7 +183,7 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	if (!res->ids)
 		return fb_errorf(-ENOMEM, "calloc for %u children", n);
 	err = get_template(parent, &state, &layers, &res->pause_ms,
-			   &res->runs);
+			   &res->runs, disk, sizeof(disk));
 	if (err < 0)
 		return err;
 	res->template_ms = now_ms() - t0;
@@ -144,6 +191,13 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	spec.restore_from = NULL;
 	spec.fork_state = state;
 	spec.fork_layers = &layers;
+	spec.fork_disk_dir = disk[0] ? parent->dir : NULL;
+	spec.fork_disk_frozen = disk[0] ? disk : NULL;
+	if (disk[0]) {
+		err = share_disk(parent, &spec, n, &preset);
+		if (err < 0)
+			goto out;
+	}
 
 	/* Children are restored a few at a time: more than the CPUs can
 	 * run only queue up in the kernel. */
@@ -167,6 +221,8 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 						strerror(errno));
 				continue;
 			}
+			if (preset)
+				spec.preset_id = preset[started].id;
 			pid = fork();
 			if (pid == 0) {
 				close(p[0]);
@@ -192,6 +248,10 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	}
 	res->total_ms = now_ms() - t0;
 out:
+	/* Children prepared but never started. */
+	for (unsigned i = started; preset && i < n; i++)
+		remove_prepared(preset[i].id);
+	free(preset);
 	free(run);
 	fb_snap_free(state);
 	fb_mem_layers_free(&layers);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 
 #include "box/boxvm.h"
+#include "box/rootdisk.h"
 #include "snapshot/format.h"
 #include "util/error.h"
 #include "vmm/vm.h"
@@ -148,10 +149,6 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 
 	memset(t, 0, sizeof(*t));
 	t->state_fd = t->layout_fd = -1;
-	if (b->vm->nr_blk)
-		return fb_errorf(-ENOTSUP, "fork of a box with disks: not yet "
-				 "(its disk layers are not frozen with its "
-				 "memory)");
 	if (b->snap_mem_uffd)
 		return fb_errorf(-ENOTSUP, "fork of a box restored with "
 				 "--memory uffd: its pages are not all in it "
@@ -179,6 +176,10 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 	err = write_state(b, t->state_fd);
 	if (!err)
 		err = live ? commit_precopy(b, &pc) : freeze(b);
+	/* The disk with the memory: the children's tops go over this. */
+	if (!err)
+		err = fb_box_vm_freeze_root(b, t->disk_frozen,
+					    sizeof(t->disk_frozen));
 	/* The next fork's layer: what is written from now on. */
 	if (!err)
 		err = fb_vm_dirty_start(b->vm);

@@ -13,6 +13,9 @@
 
 #include "agent/client.h"
 #include "box/boxvm.h"
+#include "box/rootdisk.h"
+#include "devices/virtio/virtio.h"
+#include "disk/disk.h"
 #include "snapshot/format.h"
 #include "snapshot/memory.h"
 #include "util/error.h"
@@ -92,6 +95,15 @@ static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 	return err;
 }
 
+static unsigned count_disks(const struct fb_vm_snap_config *cfg)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < cfg->nr_virtio; i++)
+		n += cfg->virtio_ids[i] == VIRTIO_ID_BLOCK;
+	return n;
+}
+
 int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		      const char *snap_dir, int mem_mode,
 		      struct fb_box_vm **out)
@@ -103,6 +115,8 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	struct fb_snap *snap = NULL;
 	const struct fb_snap *state;
 	struct fb_vm_config vmc;
+	struct fb_disk *disks[FB_VM_MAX_DISKS];
+	unsigned nr_disks = 0;
 	struct fb_box_vm *b;
 	uint8_t *host = NULL;
 	double t0 = now_ms(), t_mem, t_launch, dial_ms = 0;
@@ -138,6 +152,18 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		if (!err && !realpath(snap_dir, b->last_snapshot))
 			b->last_snapshot[0] = '\0';
 	}
+	/* The disks the state expects: prepared in dir by the host side
+	 * (diskshare.c) before this VMM started. */
+	if (!err)
+		err = fb_box_open_disks(dir, spec, disks, &nr_disks,
+					&b->disk_dirfd);
+	b->root_disk = b->disk_dirfd >= 0;
+	if (!err && nr_disks != count_disks(&cfg)) {
+		err = fb_errorf(-EINVAL, "the state has %u disks, the box %u",
+				count_disks(&cfg), nr_disks);
+		for (unsigned i = 0; i < nr_disks; i++)
+			fb_disk_close(disks[i]);
+	}
 	if (err < 0)
 		goto fail;
 	t_mem = now_ms();
@@ -151,6 +177,8 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		.vsock_uds = cfg.vsock ? b->uds : NULL,
 		.vsock_cid = cfg.vsock_cid,
 		.restore_mem = host,
+		.disks = disks,
+		.nr_disks = nr_disks,
 	};
 	err = fb_box_vm_launch(b, spec, &vmc, state);
 	if (err < 0)

@@ -4,13 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "box/rootdisk.h"
 #include "disk/layer.h"
 #include "image/store.h"
+#include "jail/jail.h"
 #include "util/error.h"
+#include "util/file.h"
 
 /* 1 if made, 0 if the filesystem cannot share blocks, or an error. */
 static int try_reflink(int dirfd, const struct fb_image *img)
@@ -54,20 +57,36 @@ static int make_layer(int dirfd, const struct fb_image *img)
 			       NULL);
 }
 
-int fb_box_root_disk_create(const char *box_dir, const struct fb_image *img,
-			    bool *reflinked)
+int fb_box_disk_dir_create(const char *box_dir, char *path, size_t len,
+			   int *dirfd)
 {
-	char path[PATH_MAX];
-	int dirfd, err = fb_fmt(path, sizeof(path), "%s/" FB_BOX_DISK_DIR,
-				box_dir);
+	const char *id = strrchr(box_dir, '/') ? strrchr(box_dir, '/') + 1 :
+			 box_dir;
+	uid_t uid = fb_jail_box_uid(id);
+	int err = fb_fmt(path, len, "%s/" FB_BOX_DISK_DIR, box_dir);
 
 	if (err)
 		return err;
 	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return fb_errorf(-errno, "mkdir %s: %s", path, strerror(errno));
-	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
+	/* The jailed VMM makes the new top layers of its freezes here. */
+	if (chown(path, uid, uid) < 0)
+		return fb_errorf(-errno, "chown %s: %s", path, strerror(errno));
+	*dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
 		return fb_errorf(-errno, "open %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int fb_box_root_disk_create(const char *box_dir, const struct fb_image *img,
+			    bool *reflinked)
+{
+	char path[PATH_MAX];
+	int dirfd, err;
+
+	err = fb_box_disk_dir_create(box_dir, path, sizeof(path), &dirfd);
+	if (err)
+		return err;
 	err = try_reflink(dirfd, img);
 	*reflinked = err == 1;
 	if (err == 0)
@@ -76,9 +95,32 @@ int fb_box_root_disk_create(const char *box_dir, const struct fb_image *img,
 	return err < 0 ? err : 0;
 }
 
+/* The top's name: root.top once a freeze moved it on, else root.fbl. */
+static int top_name(int dirfd, char *name, size_t len)
+{
+	int fd = openat(dirfd, FB_BOX_ROOT_TOP, O_RDONLY | O_NOFOLLOW |
+			O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0 && errno == ENOENT) {
+		snprintf(name, len, "%s", FB_BOX_ROOT_LAYER);
+		return 0;
+	}
+	if (fd < 0)
+		return fb_errorf(-errno, "open " FB_BOX_ROOT_TOP ": %s",
+				 strerror(errno));
+	n = read(fd, name, len - 1);
+	close(fd);
+	if (n <= 0)
+		return fb_errorf(-EINVAL, FB_BOX_ROOT_TOP " is empty");
+	name[n] = '\0';
+	name[strcspn(name, "\n")] = '\0';
+	return fb_layer_name_ok(name);
+}
+
 static int open_root(int dirfd, struct fb_disk **out)
 {
-	char blobs[PATH_MAX];
+	char blobs[PATH_MAX], top[FB_LAYER_NAME_MAX + 2];
 	int dirs[2] = { dirfd, -1 }, err;
 
 	int fd = openat(dirfd, FB_BOX_ROOT_RAW, O_RDWR | O_CLOEXEC |
@@ -89,7 +131,10 @@ static int open_root(int dirfd, struct fb_disk **out)
 	if (errno != ENOENT)
 		return fb_errorf(-errno, "open %s: %s", FB_BOX_ROOT_RAW,
 				 strerror(errno));
-	if (faccessat(dirfd, FB_BOX_ROOT_LAYER, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+	err = top_name(dirfd, top, sizeof(top));
+	if (err)
+		return err;
+	if (faccessat(dirfd, top, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 		return 0;
 	err = fb_image_blob_dir(blobs, sizeof(blobs));
 	if (err < 0)
@@ -97,32 +142,33 @@ static int open_root(int dirfd, struct fb_disk **out)
 	dirs[1] = open(blobs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirs[1] < 0)
 		return fb_errorf(-errno, "open %s: %s", blobs, strerror(errno));
-	err = fb_disk_open_chain(dirs, 2, FB_BOX_ROOT_LAYER, false,
-				 "forkbox-root", out);
+	err = fb_disk_open_chain(dirs, 2, top, false, "forkbox-root", out);
 	close(dirs[1]);
 	return err;
 }
 
 int fb_box_open_disks(const char *box_dir, const struct fb_box_spec *spec,
-		      struct fb_disk **disks, unsigned *nr, bool *has_root)
+		      struct fb_disk **disks, unsigned *nr, int *root_dirfd)
 {
 	char path[PATH_MAX];
 	int dirfd, err = 0;
 
 	*nr = 0;
-	*has_root = false;
+	*root_dirfd = -1;
 	if (fb_fmt(path, sizeof(path), "%s/" FB_BOX_DISK_DIR, box_dir) < 0)
 		return -ENAMETOOLONG;
+	disks[0] = NULL;
 	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd >= 0) {
 		err = open_root(dirfd, &disks[0]);
-		close(dirfd);
-		if (err < 0)
-			return err;
-		*has_root = disks[0] != NULL && err == 0;
-		*nr = *has_root;
-	} else {
-		disks[0] = NULL;
+		if (err < 0 || !disks[0]) {
+			close(dirfd);
+			if (err < 0)
+				return err;
+		} else {
+			*root_dirfd = dirfd;
+			*nr = 1;
+		}
 	}
 	for (unsigned i = 0; i < spec->nr_disks; i++) {
 		const struct fb_box_disk *bd = &spec->disks[i];
@@ -157,6 +203,43 @@ int fb_box_open_disks(const char *box_dir, const struct fb_box_spec *spec,
 		for (unsigned i = 0; i < *nr; i++)
 			fb_disk_close(disks[i]);
 		*nr = 0;
+		if (*root_dirfd >= 0)
+			close(*root_dirfd);
+		*root_dirfd = -1;
 	}
+	return err;
+}
+
+int fb_box_new_top_name(char *buf, size_t len)
+{
+	uint8_t r[8];
+
+	if (getrandom(r, sizeof(r), 0) != sizeof(r))
+		return fb_errorf(-EIO, "getrandom failed");
+	return fb_fmt(buf, len, "root-%02x%02x%02x%02x%02x%02x%02x%02x.fbl",
+		      r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+}
+
+/* Through the directory fd: in the jail the box's paths are not ours. */
+int fb_box_write_top(int dirfd, const char *name)
+{
+	char line[FB_LAYER_NAME_MAX + 2];
+	int fd, err = 0;
+
+	snprintf(line, sizeof(line), "%s\n", name);
+	fd = openat(dirfd, FB_BOX_ROOT_TOP ".tmp", O_WRONLY | O_CREAT |
+		    O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fb_errorf(-errno, "create " FB_BOX_ROOT_TOP ": %s",
+				 strerror(errno));
+	err = fb_write_full(fd, line, strlen(line));
+	if (!err && fsync(fd) < 0)
+		err = fb_errorf(-errno, "fsync " FB_BOX_ROOT_TOP ": %s",
+				strerror(errno));
+	close(fd);
+	if (!err && renameat(dirfd, FB_BOX_ROOT_TOP ".tmp", dirfd,
+			     FB_BOX_ROOT_TOP) < 0)
+		err = fb_errorf(-errno, "rename " FB_BOX_ROOT_TOP ": %s",
+				strerror(errno));
 	return err;
 }

@@ -9,6 +9,7 @@
 #define FB_BOX_ROOTDISK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "box/boxvm.h"
 
@@ -18,6 +19,14 @@ struct fb_disk;
 #define FB_BOX_DISK_DIR "disk"
 #define FB_BOX_ROOT_RAW "root.img"
 #define FB_BOX_ROOT_LAYER "root.fbl"
+/* The name of the root disk's writable top, once a freeze moved it on
+ * from root.fbl (or root.img). */
+#define FB_BOX_ROOT_TOP "root.top"
+
+/* Makes box_dir/disk/ (path, an fd on it in *dirfd), owned by the box's
+ * uid so that its jailed VMM can add layers. */
+int fb_box_disk_dir_create(const char *box_dir, char *path, size_t len,
+			   int *dirfd);
 
 /* Makes box_dir/disk/ and the box's root disk over img; *reflinked says
  * which kind it made. */
@@ -26,8 +35,37 @@ int fb_box_root_disk_create(const char *box_dir, const struct fb_image *img,
 
 /* Opens the box's disks for its VM, the root disk (if it has one) first,
  * then spec's extra disks; *nr of them in disks[] (FB_VM_MAX_DISKS).
- * *has_root says whether disks[0] is a root disk. */
+ * With a root disk, *root_dirfd is its directory (the caller's to
+ * close), else -1. */
 int fb_box_open_disks(const char *box_dir, const struct fb_box_spec *spec,
-		      struct fb_disk **disks, unsigned *nr, bool *has_root);
+		      struct fb_disk **disks, unsigned *nr, int *root_dirfd);
+
+/* A fresh name for a top layer ("root-<16 hex>.fbl"), and root.top
+ * naming it in the directory open as dirfd (written atomically). */
+int fb_box_new_top_name(char *buf, size_t len);
+int fb_box_write_top(int dirfd, const char *name);
+
+/* Host side (diskshare.c), after the VMM froze the root disk's top
+ * `frozen` (a file in box_dir/disk/):
+ *   share_frozen     makes the frozen chain's files immutable (a fork);
+ *   child_create     gives child_dir a disk/ with hard links to them and
+ *                    a new top of its own;
+ *   snapshot_copy    copies them into a snapshot directory, with
+ *                    root.top naming the frozen top;
+ *   restore_prepare  gives box_dir a copy of a snapshot's chain and a new
+ *                    top over it (nothing for a snapshot without disk). */
+int fb_disk_share_frozen(const char *box_dir, const char *frozen);
+int fb_disk_child_create(const char *parent_dir, const char *frozen,
+			 const char *child_dir);
+int fb_disk_snapshot_copy(const char *box_dir, const char *frozen,
+			  const char *snap_dir);
+int fb_disk_restore_prepare(const char *snap_dir, const char *box_dir);
+/* Sets or clears FS_IMMUTABLE_FL on the file open as fd. */
+int fb_disk_set_immutable(int fd, bool on, const char *name);
+
+/* VMM side, the VM paused (diskfreeze.c): freezes the root disk's top and
+ * puts a new empty layer over it; frozen gets the frozen file's name (""
+ * for a box without a root disk). A box with --disk disks is refused. */
+int fb_box_vm_freeze_root(struct fb_box_vm *b, char *frozen, size_t len);
 
 #endif

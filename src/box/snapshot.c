@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "box/boxvm.h"
+#include "box/rootdisk.h"
+#include "disk/layer.h"
 #include "snapshot/format.h"
 #include "snapshot/memory.h"
 #include "util/error.h"
@@ -71,6 +73,7 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 		       size_t detail_len)
 {
 	char tmp[PATH_MAX], final[PATH_MAX], opt[16] = "";
+	char frozen[FB_LAYER_NAME_MAX + 1] = "";
 	bool diff;
 	double t0 = now_ms(), paused_ms;
 	int n, err;
@@ -81,10 +84,6 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 		return fb_errorf(-EINVAL, "snapshot: expected TMP FINAL [diff] "
 				 "with absolute paths");
 	diff = n == 3;
-	if (b->vm->nr_blk)
-		return fb_errorf(-ENOTSUP, "snapshot of a box with disks: not "
-				 "yet (its disk layers are not frozen with "
-				 "its memory)");
 	if (diff && !b->last_snapshot[0])
 		return fb_errorf(-EINVAL, "snapshot --diff: this box has no "
 				 "earlier snapshot to be a diff of");
@@ -92,6 +91,10 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 	if (err < 0)
 		return err;
 	err = write_snapshot(b, tmp, diff);
+	/* The disk as the saved memory knows it: frozen in the pause, for
+	 * the host to copy into the snapshot after. */
+	if (!err)
+		err = fb_box_vm_freeze_root(b, frozen, sizeof(frozen));
 	/* The restart below clears the log; the next fork needs it. */
 	if (!err && !diff)
 		err = fb_box_vm_keep_dirty(b, NULL);
@@ -103,7 +106,7 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 	if (err < 0)
 		return err;
 	snprintf(b->last_snapshot, sizeof(b->last_snapshot), "%s", final);
-	snprintf(detail, detail_len, "%s paused_ms=%.1f", diff ? "diff" :
-		 "full", paused_ms);
+	snprintf(detail, detail_len, "%s paused_ms=%.1f%s%s", diff ? "diff" :
+		 "full", paused_ms, frozen[0] ? " disk=" : "", frozen);
 	return 0;
 }

@@ -15,6 +15,8 @@
 
 #include "box/box.h"
 #include "box/control.h"
+#include "box/rootdisk.h"
+#include "util/copy.h"
 #include "snapshot/format.h"
 #include "util/error.h"
 
@@ -135,6 +137,7 @@ int fb_box_snapshot(const struct fb_box_info *info, const char *final,
 		    bool diff, char *detail, size_t detail_len)
 {
 	char tmp[PATH_MAX], req[2 * PATH_MAX + 32];
+	const char *disk;
 	struct stat st;
 	uid_t uid;
 	gid_t gid;
@@ -161,6 +164,17 @@ int fb_box_snapshot(const struct fb_box_info *info, const char *final,
 	if (!err)
 		err = fb_box_control_call(info->dir, req, detail, detail_len,
 					  SNAPSHOT_TIMEOUT_MS);
+	/* The root disk as the memory knows it, frozen by the VMM in its
+	 * pause, and the image defaults that go with it. */
+	if (!err && (disk = strstr(detail, " disk="))) {
+		char frozen[128];
+
+		snprintf(frozen, sizeof(frozen), "%.*s",
+			 (int)strcspn(disk + 6, " \n"), disk + 6);
+		err = fb_disk_snapshot_copy(info->dir, frozen, tmp);
+		if (!err)
+			err = fb_box_copy_image_config(info->dir, tmp);
+	}
 	if (!err)
 		err = move_into_place(tmp, final);
 	if (!err)

@@ -71,7 +71,8 @@ int fb_cli_box_option(const char *cmd, int c, const char *arg,
 		spec->initrd = arg;
 		return 1;
 	case 'I':
-		spec->image = arg;
+		/* "none": the initramfs is the root, as before images. */
+		spec->image = strcmp(arg, "none") ? arg : NULL;
 		return 1;
 	case 'D':
 		return disk_option(cmd, arg, spec);
@@ -94,7 +95,8 @@ int cmd_create(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fb_box_spec spec = { .cpus = 1, .mem_mib = 256,
-				    .console_live_fd = -1 };
+				    .console_live_fd = -1,
+				    .image = FB_DEFAULT_IMAGE };
 	char id[FB_BOX_ID_LEN + 1];
 	const char *name = NULL;
 	int c, r;
@@ -121,12 +123,11 @@ int cmd_create(int argc, char **argv)
 			       "the background, waits until its agent is\n"
 			       "ready and prints its id. Use it with forkbox "
 			       "exec, cp, logs, stop and rm.\n"
-			       "Defaults: 1 vCPU, 256 MiB, the initramfs as "
-			       "root.\n"
-			       "--image NAME: a root disk that is a "
-			       "copy-on-write view of image NAME\n"
+			       "Defaults: 1 vCPU, 256 MiB, image base.\n"
+			       "--image NAME: the root disk, a copy-on-write "
+			       "view of image NAME\n"
 			       "(forkbox image ls; base and python are built on "
-			       "first use).\n"
+			       "first use); none: the initramfs is the root.\n"
 			       "--disk FILE[,ro]: an extra disk, the file used "
 			       "in place (repeatable).\n"
 			       "Its VMM runs jailed (docs/SECURITY.md); "

@@ -31,9 +31,9 @@ static void usage(FILE *f)
 "  --timeout S       kill CMD after S seconds (exit 124)\n"
 "  --kernel FILE     guest bzImage (default $FORKBOX_HOME/kernels/default/vmlinuz)\n"
 "  --initrd FILE     initramfs (default: the one beside forkbox)\n"
-"  --image NAME      root disk: a copy-on-write view of image NAME (built-in:\n"
-"                    base, python; built on first use); default: none, the\n"
-"                    initramfs is the root\n"
+"  --image NAME      the root disk: a copy-on-write view of image NAME\n"
+"                    (default base; built-in base and python are built on\n"
+"                    first use); none: the initramfs is the root\n"
 "  --disk FILE[,ro]  an extra disk (/dev/vdb, ...), the file used in place;\n"
 "                    ,ro: read-only (repeatable)\n"
 "  --console         copy the guest console to stderr as it boots\n"
@@ -103,7 +103,8 @@ int cmd_run(int argc, char **argv)
 	/* The VMM is a child process (jailed unless --no-jail) that dies
 	 * with this one; this process stays unjailed and runs the client. */
 	struct fb_box_spec spec = { .cpus = 1, .mem_mib = 256,
-				    .console_live_fd = -1, .attached = true };
+				    .console_live_fd = -1, .attached = true,
+				    .image = FB_DEFAULT_IMAGE };
 	struct fb_exec_opts o = { 0 };
 	char id[FB_BOX_ID_LEN + 1], uds[PATH_MAX + 32];
 	bool keep = false, stats = false;

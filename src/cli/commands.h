@@ -28,6 +28,9 @@ int cmd_restore(int argc, char **argv);
 int cmd_fork(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 
+/* The image a box's root disk comes from unless --image says otherwise. */
+#define FB_DEFAULT_IMAGE "base"
+
 struct fb_box_spec;
 /* Handles --cpus (c), --mem (m), --kernel (k), --initrd (i), --image (I),
  * --disk (D): 1 if it was

@@ -631,6 +631,12 @@ int fb_disk_chain_freeze(struct fb_disk *d, int dirfd, const char *new_name,
 	return 0;
 }
 
+const char *fb_disk_chain_top_name(const struct fb_disk *d)
+{
+	return d->ops == &chain_ops ? to_chain((struct fb_disk *)d)->layers[0].name :
+	       NULL;
+}
+
 uint64_t fb_disk_chain_allocated(const struct fb_disk *d)
 {
 	const struct chain_disk *c = (const struct chain_disk *)d;

@@ -102,6 +102,9 @@ int fb_disk_open_chain(const int *dirfds, unsigned ndirs, const char *top,
 int fb_disk_chain_freeze(struct fb_disk *d, int dirfd, const char *new_name,
 			 uint8_t new_uuid[16]);
 
+/* The file name of chain disk d's writable top; NULL for another kind. */
+const char *fb_disk_chain_top_name(const struct fb_disk *d);
+
 /* Bytes allocated in the top layer of chain disk d: its written clusters
  * times the cluster size (0 for a disk of another kind). */
 uint64_t fb_disk_chain_allocated(const struct fb_disk *d);
