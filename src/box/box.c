@@ -191,6 +191,16 @@ int fb_box_copy_image_config(const char *from_dir, const char *to_dir)
 	return err;
 }
 
+/* Cleans up after a failure without losing its message. */
+static void remove_dir_keep_error(const char *dir)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", fb_last_error());
+	fb_box_dir_remove(dir);
+	fb_errorf(0, "%s", why);
+}
+
 /* The box's root disk: from its image, its fork parent's frozen disk or
  * its snapshot's, with the image defaults that go with it. */
 static int prepare_disk(const struct fb_box_spec *spec, const char *dir,
@@ -232,7 +242,7 @@ int fb_box_prepare_child(const struct fb_box_spec *spec,
 	if (!err)
 		err = prepare_disk(spec, dir, NULL);
 	if (err < 0 && dir[0])
-		fb_box_dir_remove(dir);
+		remove_dir_keep_error(dir);
 	return err;
 }
 
@@ -262,7 +272,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 	}
 	if (spec->preset_id) {
 		/* Made ready by the caller (a fork's children: their disks
-		 * are linked before the parent's layers turn immutable). */
+		 * are linked to the parent's sealed layers first). */
 		snprintf(id, FB_BOX_ID_LEN + 1, "%s", spec->preset_id);
 		err = fb_box_dir_create(id, dir, sizeof(dir));
 		if (spec->image)
@@ -282,7 +292,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		err = write_text(dir, "name", name);
 	if (err < 0) {
 		if (dir[0])
-			fb_box_dir_remove(dir);
+			remove_dir_keep_error(dir);
 		return err;
 	}
 	if (pipe2(status, O_CLOEXEC) < 0)

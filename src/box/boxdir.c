@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "box/boxdir.h"
-#include "box/rootdisk.h"
 #include "forkbox/forkbox.h"
 #include "util/error.h"
 
@@ -59,27 +58,6 @@ int fb_box_dir_create(const char *id, char *buf, size_t len)
 	return mkdir_p(buf);
 }
 
-/* A disk layer a fork shared is immutable (src/box/diskshare.c): the flag
- * is lifted for the unlink and put back while other boxes still link it. */
-static int unlink_immutable(int dirfd, const char *name, const char *path)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	int err;
-
-	if (fd < 0)
-		return fb_errorf(-errno, "open %s/%s: %s", path, name,
-				 strerror(errno));
-	err = fb_disk_set_immutable(fd, false, name);
-	if (!err && unlinkat(dirfd, name, 0) < 0)
-		err = fb_errorf(-errno, "unlink %s/%s: %s", path, name,
-				strerror(errno));
-	if (fstat(fd, &st) == 0 && st.st_nlink > 0)
-		fb_disk_set_immutable(fd, true, name);
-	close(fd);
-	return err;
-}
-
 /* Empties the directory open as fd, subdirectories (disk/) included.
  * Opened with O_NOFOLLOW beneath their parent's fd, so a symlink the
  * box's VMM left there is removed, never followed. */
@@ -101,10 +79,6 @@ static int empty_dir(int fd, const char *path)
 			continue;
 		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
 			continue;
-		if (errno == EPERM) {
-			err = unlink_immutable(dirfd(d), e->d_name, path);
-			continue;
-		}
 		if (errno != EISDIR) {
 			err = fb_errorf(-errno, "unlink %s/%s: %s", path,
 					e->d_name, strerror(errno));

@@ -1,23 +1,22 @@
 /* The host's half of a disk freeze (root, outside any jail): the VMM
  * froze its root disk's top (diskfreeze.c) and said which file that is;
- * here the frozen chain is shared with a fork's children or copied into
- * a snapshot, and a restored box gets its own top over a snapshot's.
+ * here the frozen chain is shared with a fork's children or a snapshot,
+ * and a restored box gets its own top over a snapshot's.
  *
- * Children share the parent's frozen files by hard links (O(1), whatever
- * the disk holds). A file a VMM once had open for writing (its old top,
- * its raw root.img) is then made immutable (FS_IMMUTABLE_FL): a parent
- * VMM taken over later could otherwise write through the fd it kept into
- * what its children read. Immutable files refuse unlink, so removing a
- * box lifts the flag for the moment of the unlink and puts it back if
- * other boxes still link the file (boxdir.c). Snapshots and restores copy
- * instead (reflinks where the filesystem has them): a snapshot directory
- * belongs to the user, who must be able to rm -rf it. */
+ * The file the VMM just froze was its top: it opened it for writing and
+ * may keep that fd, and a VMM taken over later could write through it.
+ * So before anyone else uses it, the file is *sealed*: copied (a reflink
+ * where the filesystem has them, else copy_file_range of the clusters
+ * written since the last freeze) to a file of root's that no VMM ever
+ * had open for writing, renamed over the original name. The parent's
+ * VMM keeps reading its old inode, which now only it can see. Every
+ * other file of a chain was sealed when it was frozen, or is an image,
+ * so children, snapshots and restores share them by hard links: O(1) in
+ * what the disk holds, and plain files anyone may remove. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,26 +85,6 @@ static int open_disk_dir(const char *box_dir, int *dirfd)
 	return 0;
 }
 
-int fb_disk_set_immutable(int fd, bool on, const char *name)
-{
-	int flags;
-
-	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
-		return fb_errorf(-errno, "FS_IOC_GETFLAGS %s: %s", name,
-				 strerror(errno));
-	if (!!(flags & FS_IMMUTABLE_FL) == on)
-		return 0;
-	flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
-	if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
-		return fb_errorf(-errno, "FS_IOC_SETFLAGS %s: %s%s", name,
-				 strerror(errno), errno == ENOTTY ||
-				 errno == EOPNOTSUPP ? " (this filesystem "
-				 "cannot make a file immutable, so a fork "
-				 "could not keep its children's disks safe "
-				 "from their parent)" : "");
-	return 0;
-}
-
 /* A new empty top over `below` (a frozen layer, or the raw root.img) in
  * dirfd, named in root.top: where the box's writes go. */
 static int new_top_over(int dirfd, const char *below)
@@ -141,27 +120,72 @@ static int new_top_over(int dirfd, const char *below)
 	return err;
 }
 
-int fb_disk_share_frozen(const char *box_dir, const char *frozen)
+int fb_disk_seal_frozen(const char *box_dir, const char *frozen)
 {
-	struct chain_files cf;
-	int dirfd = -1, err = open_disk_dir(box_dir, &dirfd);
+	char tmp[FB_LAYER_NAME_MAX + 16];
+	int dirfd = -1, src = -1, dst = -1;
+	int err = fb_layer_name_ok(frozen);
 
 	if (!err)
-		err = walk_chain(dirfd, frozen, &cf);
-	for (unsigned i = 0; !err && i < cf.n; i++) {
-		int fd = openat(dirfd, cf.names[i], O_RDONLY | O_NOFOLLOW |
-				O_CLOEXEC);
+		err = open_disk_dir(box_dir, &dirfd);
+	if (err)
+		return err;
+	snprintf(tmp, sizeof(tmp), ".seal-%s", frozen);
+	unlinkat(dirfd, tmp, 0); /* a crashed seal's leftover */
+	src = openat(dirfd, frozen, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (src >= 0)
+		dst = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL |
+			     O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (src < 0 || dst < 0)
+		err = fb_errorf(-errno, "seal %s: %s", frozen, strerror(errno));
+	if (!err)
+		err = fb_copy_fd_cow(src, dst, NULL);
+	if (!err && fsync(dst) < 0)
+		err = fb_errorf(-errno, "fsync %s: %s", tmp, strerror(errno));
+	if (!err && renameat(dirfd, tmp, dirfd, frozen) < 0)
+		err = fb_errorf(-errno, "rename %s: %s", tmp, strerror(errno));
+	if (err)
+		unlinkat(dirfd, tmp, 0);
+	if (src >= 0)
+		close(src);
+	if (dst >= 0)
+		close(dst);
+	close(dirfd);
+	return err;
+}
 
-		if (fd < 0) {
-			err = fb_errorf(-errno, "open %s: %s", cf.names[i],
+/* Shares the chain's files from `from` (an fd on a directory) into `to`:
+ * hard links, or sparse copies (reflinked where possible) across
+ * filesystems. */
+static int share_chain(int from, int to, const struct chain_files *cf)
+{
+	int err = 0;
+
+	for (unsigned i = 0; !err && i < cf->n; i++) {
+		const char *name = cf->names[i];
+		int src, dst;
+
+		if (linkat(from, name, to, name, 0) == 0)
+			continue;
+		if (errno != EXDEV)
+			return fb_errorf(-errno, "link %s: %s", name,
+					 strerror(errno));
+		src = openat(from, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		dst = openat(to, name, O_WRONLY | O_CREAT | O_EXCL |
+			     O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (src < 0 || dst < 0)
+			err = fb_errorf(-errno, "copy %s: %s", name,
 					strerror(errno));
-			break;
-		}
-		err = fb_disk_set_immutable(fd, true, cf.names[i]);
-		close(fd);
+		if (!err)
+			err = fb_copy_fd_cow(src, dst, NULL);
+		if (!err && fsync(dst) < 0)
+			err = fb_errorf(-errno, "fsync %s: %s", name,
+					strerror(errno));
+		if (src >= 0)
+			close(src);
+		if (dst >= 0)
+			close(dst);
 	}
-	if (dirfd >= 0)
-		close(dirfd);
 	return err;
 }
 
@@ -177,44 +201,14 @@ int fb_disk_child_create(const char *parent_dir, const char *frozen,
 	if (!err)
 		err = fb_box_disk_dir_create(child_dir, path, sizeof(path),
 					     &cfd);
-	for (unsigned i = 0; !err && i < cf.n; i++)
-		if (linkat(pfd, cf.names[i], cfd, cf.names[i], 0) < 0)
-			err = fb_errorf(-errno, "link %s into %s: %s",
-					cf.names[i], path, strerror(errno));
+	if (!err)
+		err = share_chain(pfd, cfd, &cf);
 	if (!err)
 		err = new_top_over(cfd, frozen);
 	if (pfd >= 0)
 		close(pfd);
 	if (cfd >= 0)
 		close(cfd);
-	return err;
-}
-
-/* Copies the chain from `from` (an fd on a directory) into `to`, sparse,
- * reflinked where it can be. */
-static int copy_chain(int from, int to, const struct chain_files *cf)
-{
-	int err = 0;
-
-	for (unsigned i = 0; !err && i < cf->n; i++) {
-		int src = openat(from, cf->names[i], O_RDONLY | O_NOFOLLOW |
-				 O_CLOEXEC);
-		int dst = openat(to, cf->names[i], O_WRONLY | O_CREAT | O_EXCL |
-				 O_NOFOLLOW | O_CLOEXEC, 0600);
-
-		if (src < 0 || dst < 0)
-			err = fb_errorf(-errno, "copy %s: %s", cf->names[i],
-					strerror(errno));
-		if (!err)
-			err = fb_copy_fd_cow(src, dst, NULL);
-		if (!err && fsync(dst) < 0)
-			err = fb_errorf(-errno, "fsync %s: %s", cf->names[i],
-					strerror(errno));
-		if (src >= 0)
-			close(src);
-		if (dst >= 0)
-			close(dst);
-	}
 	return err;
 }
 
@@ -233,7 +227,7 @@ int fb_disk_snapshot_copy(const char *box_dir, const char *frozen,
 	if (!err)
 		err = walk_chain(from, frozen, &cf);
 	if (!err)
-		err = copy_chain(from, to, &cf);
+		err = share_chain(from, to, &cf);
 	/* root.top in a snapshot names its frozen top, not a writable one. */
 	if (!err)
 		err = fb_box_write_top(to, frozen);
@@ -269,7 +263,7 @@ int fb_disk_restore_prepare(const char *snap_dir, const char *box_dir)
 	if (!err)
 		err = fb_box_disk_dir_create(box_dir, path, sizeof(path), &to);
 	if (!err)
-		err = copy_chain(from, to, &cf);
+		err = share_chain(from, to, &cf);
 	if (!err)
 		err = new_top_over(to, top);
 	close(from);

@@ -137,9 +137,8 @@ static void remove_prepared(const char *id)
 		fb_box_dir_remove(dir);
 }
 
-/* Every child's disk links the parent's frozen chain before it turns
- * immutable (a link to an immutable file is refused), and from then on
- * the parent's VMM cannot write it through the fd it kept. */
+/* The parent's frozen top sealed (diskshare.c: no VMM can write the
+ * copy), then every child's disk links the chain. */
 static int share_disk(const struct fb_box_info *parent,
 		      const struct fb_box_spec *spec, unsigned n,
 		      struct child_id **out)
@@ -147,15 +146,21 @@ static int share_disk(const struct fb_box_info *parent,
 	struct child_id *ids = calloc(n, sizeof(*ids));
 	int err = ids ? 0 : fb_errorf(-ENOMEM, "calloc for %u ids", n);
 
-	for (unsigned i = 0; !err && i < n; i++)
-		err = fb_box_prepare_child(spec, ids[i].id);
 	if (!err)
-		err = fb_disk_share_frozen(parent->dir, spec->fork_disk_frozen);
+		err = fb_disk_seal_frozen(parent->dir, spec->fork_disk_frozen);
+	for (unsigned i = 0; !err && i < n; i++) {
+		err = fb_box_prepare_child(spec, ids[i].id);
+		if (err)
+			ids[i].id[0] = '\0'; /* removed by prepare_child */
+	}
 	if (err < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", fb_last_error());
 		for (unsigned i = 0; ids && i < n; i++)
 			remove_prepared(ids[i].id);
 		free(ids);
-		return err;
+		return fb_errorf(err, "%s", why);
 	}
 	*out = ids;
 	return 0;

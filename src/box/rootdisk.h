@@ -47,21 +47,21 @@ int fb_box_write_top(int dirfd, const char *name);
 
 /* Host side (diskshare.c), after the VMM froze the root disk's top
  * `frozen` (a file in box_dir/disk/):
- *   share_frozen     makes the frozen chain's files immutable (a fork);
- *   child_create     gives child_dir a disk/ with hard links to them and
- *                    a new top of its own;
- *   snapshot_copy    copies them into a snapshot directory, with
- *                    root.top naming the frozen top;
- *   restore_prepare  gives box_dir a copy of a snapshot's chain and a new
- *                    top over it (nothing for a snapshot without disk). */
-int fb_disk_share_frozen(const char *box_dir, const char *frozen);
+ *   seal_frozen      replaces it by a copy no VMM ever had open for
+ *                    writing (before a fork's children or a snapshot
+ *                    share it);
+ *   child_create     gives child_dir a disk/ with hard links to the frozen
+ *                    chain and a new top of its own;
+ *   snapshot_copy    links (or copies) the chain into a snapshot
+ *                    directory, with root.top naming the frozen top;
+ *   restore_prepare  gives box_dir the snapshot's chain and a new top
+ *                    over it (nothing for a snapshot without disk). */
+int fb_disk_seal_frozen(const char *box_dir, const char *frozen);
 int fb_disk_child_create(const char *parent_dir, const char *frozen,
 			 const char *child_dir);
 int fb_disk_snapshot_copy(const char *box_dir, const char *frozen,
 			  const char *snap_dir);
 int fb_disk_restore_prepare(const char *snap_dir, const char *box_dir);
-/* Sets or clears FS_IMMUTABLE_FL on the file open as fd. */
-int fb_disk_set_immutable(int fd, bool on, const char *name);
 
 /* VMM side, the VM paused (diskfreeze.c): freezes the root disk's top and
  * puts a new empty layer over it; frozen gets the frozen file's name (""

@@ -171,7 +171,9 @@ int fb_box_snapshot(const struct fb_box_info *info, const char *final,
 
 		snprintf(frozen, sizeof(frozen), "%.*s",
 			 (int)strcspn(disk + 6, " \n"), disk + 6);
-		err = fb_disk_snapshot_copy(info->dir, frozen, tmp);
+		err = fb_disk_seal_frozen(info->dir, frozen);
+		if (!err)
+			err = fb_disk_snapshot_copy(info->dir, frozen, tmp);
 		if (!err)
 			err = fb_box_copy_image_config(info->dir, tmp);
 	}
