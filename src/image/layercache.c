@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +32,54 @@ static int cached(const char *dir)
 	return 1;
 }
 
+int fb_layer_cache_markers(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int err = fb_fmt(path, sizeof(path), "%s/%s", dir, FB_LAYER_MARKERS);
+
+	if (err)
+		return fb_errorf(err, "layer %s: path too long", dir);
+	if (lstat(path, &st) == 0)
+		return S_ISREG(st.st_mode);
+	if (errno == ENOENT)
+		return 0;
+	return fb_errorf(-errno, "stat %s: %s", path, strerror(errno));
+}
+
+/* Flags the layer being unpacked as one with marker files, so that no
+ * overlayfs mount ever shows them as files. */
+static int flag_markers(int rootfd, const char *tmp)
+{
+	static const char why[] = "Whiteouts in this layer are aufs-style "
+				  "marker files: the filesystem refused "
+				  "overlayfs' kind. See "
+				  "src/image/layercache.h.\n";
+	int fd = openat(rootfd, FB_LAYER_MARKERS, O_WRONLY | O_CREAT |
+			O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600), err = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return fb_errorf(-errno, "create %s/%s: %s", tmp,
+				 FB_LAYER_MARKERS, strerror(errno));
+	n = write(fd, why, sizeof(why) - 1);
+	if (n < 0)
+		err = fb_errorf(-errno, "write %s/%s: %s", tmp,
+				FB_LAYER_MARKERS, strerror(errno));
+	else if ((size_t)n != sizeof(why) - 1)
+		err = fb_errorf(-EIO, "write %s/%s: short write", tmp,
+				FB_LAYER_MARKERS);
+	close(fd);
+	return err;
+}
+
 /* Unpacks the layer into tmp, an empty directory, and syncs it: after a
  * crash the rename must not have outlived the files. */
 static int unpack_into(const struct fb_oci_layer *l, const char *tmp,
 		       struct fb_unpack_stats *st)
 {
+	struct fb_unpack_stats scratch = { 0 };
+	uint64_t markers;
 	int rootfd, fd, err;
 
 	/* The root of the topmost layer is the image's root in the mount. */
@@ -49,9 +94,14 @@ static int unpack_into(const struct fb_oci_layer *l, const char *tmp,
 				strerror(errno));
 		goto out;
 	}
+	if (!st)
+		st = &scratch;
+	markers = st->wh_markers; /* st sums several layers */
 	err = fb_unpack_layer_flags(rootfd, fd, l->label, FB_UNPACK_OVERLAY,
 				    st);
 	close(fd);
+	if (!err && st->wh_markers > markers)
+		err = flag_markers(rootfd, tmp);
 	if (!err && syncfs(rootfd) < 0)
 		err = fb_errorf(-errno, "syncfs %s: %s", tmp, strerror(errno));
 out:

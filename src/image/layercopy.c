@@ -19,6 +19,7 @@
 
 #include <linux/openat2.h>
 
+#include "image/layercache.h"
 #include "image/rootfs.h"
 #include "util/copy.h"
 #include "util/error.h"
@@ -28,6 +29,12 @@
 #define XATTR_BUF (64u << 10) /* XATTR_LIST_MAX, XATTR_SIZE_MAX */
 #define OVL_PREFIX "trusted.overlay."
 #define OVL_OPAQUE "trusted.overlay.opaque"
+/* The aufs forms of whiteouts, in a layer flagged with FB_LAYER_MARKERS
+ * (unpack.h): ".wh.NAME" hides NAME, ".wh..wh..opq" its directory's
+ * lower contents; other ".wh..wh." names (the flag itself) mean nothing. */
+#define WH_PREFIX ".wh."
+#define WH_META ".wh..wh."
+#define WH_OPAQUE ".wh..wh..opq"
 
 /* A file of this layer with several names: where its first copy went. */
 struct link {
@@ -37,6 +44,7 @@ struct link {
 
 struct lcopy {
 	const char *layer;   /* its directory, for messages */
+	bool markers;        /* it keeps whiteouts as marker files */
 	int rootfd;          /* the tree being made */
 	struct link *links;  /* open addressing, cap a power of two or 0 */
 	size_t cap, used;
@@ -342,11 +350,19 @@ static int copy_node(struct lcopy *c, int sfd, int dfd, const char *name,
 
 static int merge(struct lcopy *c, int sfd, int dfd, unsigned depth);
 
-static bool opaque(int fd)
+/* The xattr, or the marker where the layer has them: the filesystem may
+ * have refused the xattr (overlayfs before 6.7 neither stores nor reads
+ * trusted.overlay.* on its files: ENODATA or EOPNOTSUPP, no mark). */
+static bool opaque(const struct lcopy *c, int fd)
 {
+	struct stat st;
 	char v[2];
 
-	return fgetxattr(fd, OVL_OPAQUE, v, sizeof(v)) == 1 && v[0] == 'y';
+	if (fgetxattr(fd, OVL_OPAQUE, v, sizeof(v)) == 1 && v[0] == 'y')
+		return true;
+	return c->markers && fstatat(fd, WH_OPAQUE, &st,
+				     AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st.st_mode);
 }
 
 /* A directory in several layers is one in the tree, with the topmost
@@ -374,7 +390,7 @@ static int copy_dir(struct lcopy *c, int sfd, int dfd, const char *name,
 				 O_NOFOLLOW | O_CLOEXEC)) < 0)
 		err = fail(c, "open");
 	/* What the lower layers put there goes; this layer's follows. */
-	if (!err && existed && opaque(cs))
+	if (!err && existed && opaque(c, cs))
 		err = empty_dir(c, cd, 0);
 	if (!err)
 		err = merge(c, cs, cd, depth + 1);
@@ -385,6 +401,24 @@ static int copy_dir(struct lcopy *c, int sfd, int dfd, const char *name,
 	if (cd >= 0)
 		close(cd);
 	return err;
+}
+
+/* A marker file: 1 once applied (the name it whites out removed from
+ * dfd; an opaque marker is read by copy_dir before the merge), 0 if name
+ * is no marker. Only regular files: a directory a member's path implied
+ * may have any name. */
+static int apply_marker(struct lcopy *c, int dfd, const char *name,
+			const struct stat *st)
+{
+	int err;
+
+	if (!c->markers || !S_ISREG(st->st_mode) ||
+	    strncmp(name, WH_PREFIX, strlen(WH_PREFIX)))
+		return 0;
+	if (!strncmp(name, WH_META, strlen(WH_META)))
+		return 1;
+	err = rm_at(c, dfd, name + strlen(WH_PREFIX), 0);
+	return err ? err : 1;
 }
 
 static int copy_entry(struct lcopy *c, int sfd, int dfd, const char *name,
@@ -398,6 +432,9 @@ static int copy_entry(struct lcopy *c, int sfd, int dfd, const char *name,
 	/* A whiteout: the name goes, the device is never copied. */
 	if (S_ISCHR(st.st_mode) && st.st_rdev == 0)
 		return rm_at(c, dfd, name, 0);
+	err = apply_marker(c, dfd, name, &st);
+	if (err)
+		return err < 0 ? err : 0;
 	if (S_ISDIR(st.st_mode))
 		return copy_dir(c, sfd, dfd, name, &st, depth);
 	err = rm_at(c, dfd, name, 0);
@@ -460,6 +497,10 @@ int fb_layers_copy(char *const *layers, size_t n, int rootfd)
 	for (size_t i = 0; !err && i < n; i++) {
 		c.layer = layers[i];
 		c.path[0] = '\0';
+		err = fb_layer_cache_markers(layers[i]);
+		if (err < 0)
+			break;
+		c.markers = err;
 		fd = open(layers[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0) {
 			err = fail(&c, "open");

@@ -9,12 +9,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "image/layercache.h"
 #include "image/rootfs.h"
 #include "image/store.h"
 #include "image/store_int.h"
 #include "util/error.h"
 
 #define OVL_OPAQUE "trusted.overlay.opaque"
+#define WH_OPAQUE ".wh..wh..opq" /* its aufs form, see unpack.h */
 #define COPIED "layers copied, not mounted: "
 
 static bool overlay_refused(void)
@@ -24,16 +26,58 @@ static bool overlay_refused(void)
 	return e && *e && strcmp(e, "0");
 }
 
+/* Whether the layer keeps whiteouts as marker files (layercache.h):
+ * one per layer, marked[i], or an error. */
+static int find_markers(char *const *layers, size_t n, bool *marked)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = fb_layer_cache_markers(layers[i]);
+
+		if (r < 0)
+			return r;
+		marked[i] = r;
+	}
+	return 0;
+}
+
+/* The layer's root is opaque: the xattr, or in a layer with marker
+ * files, the marker (the xattr may be what its filesystem refused). */
+static bool root_opaque(const char *layer, bool marked)
+{
+	char v[2], path[PATH_MAX];
+	struct stat st;
+
+	if (lgetxattr(layer, OVL_OPAQUE, v, sizeof(v)) == 1 && v[0] == 'y')
+		return true;
+	return marked && !fb_fmt(path, sizeof(path), "%s/" WH_OPAQUE, layer) &&
+	       lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /* overlayfs reads no opaque mark on a layer's root, so the stack is cut
  * there instead: the layers below such a root are hidden whole. */
-static size_t first_layer(char *const *layers, size_t n)
+static size_t first_layer(char *const *layers, size_t n, const bool *marked)
 {
-	char v[2];
-
 	for (size_t i = n; i-- > 1;)
-		if (lgetxattr(layers[i], OVL_OPAQUE, v, sizeof(v)) == 1 &&
-		    v[0] == 'y')
+		if (root_opaque(layers[i], marked[i]))
 			return i;
+	return 0;
+}
+
+/* 1 with a note if a layer keeps marker files, which a mount would show
+ * as files; else 0. */
+static int markers_refuse_mount(struct fb_rootfs *rf, char *const *layers,
+				const bool *marked, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *base = strrchr(layers[i], '/');
+
+		if (!marked[i])
+			continue;
+		snprintf(rf->note, sizeof(rf->note), COPIED "layer %.12s "
+			 "keeps whiteouts as files (its filesystem refused "
+			 "overlayfs' kind)", base ? base + 1 : layers[i]);
+		return 1;
+	}
 	return 0;
 }
 
@@ -188,15 +232,22 @@ static size_t dedup(char **layers, size_t n)
 int fb_rootfs_assemble(char *const *all, size_t count, struct fb_rootfs *rf)
 {
 	char **layers = calloc(count ? count : 1, sizeof(char *));
-	size_t n, first;
+	bool *marked = calloc(count ? count : 1, sizeof(bool));
+	size_t n, first = 0;
 	int err;
 
 	memset(rf, 0, sizeof(*rf));
-	if (!layers)
+	if (!layers || !marked) {
+		free(layers);
+		free(marked);
 		return fb_errorf(-ENOMEM, "assembling the root: out of memory");
+	}
 	memcpy(layers, all, count * sizeof(char *));
 	n = dedup(layers, count);
-	first = first_layer(layers, n);
+	err = find_markers(layers, n, marked);
+	if (err)
+		goto out;
+	first = first_layer(layers, n, marked);
 	err = fb_image_subdir("tmp", rf->tmp, sizeof(rf->tmp));
 	if (!err)
 		err = fb_fmt(rf->tmp + strlen(rf->tmp), sizeof(rf->tmp) -
@@ -209,13 +260,17 @@ int fb_rootfs_assemble(char *const *all, size_t count, struct fb_rootfs *rf)
 		rf->tmp[0] = '\0';
 		goto out;
 	}
-	err = n ? try_mount(rf, layers + first, n - first) : 1;
+	err = markers_refuse_mount(rf, layers + first, marked + first,
+				   n - first);
+	if (!err)
+		err = n ? try_mount(rf, layers + first, n - first) : 1;
 	if (err == 1)
 		err = copy(rf, layers + first, n - first);
 	if (err)
 		fb_rootfs_release(rf);
 out:
 	free(layers);
+	free(marked);
 	return err;
 }
 

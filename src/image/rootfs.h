@@ -7,8 +7,10 @@
  * environment (tests use it to run the other way), one staging tree
  * copied layer by layer (layercopy.c), with the same result: regular
  * files copied with fb_copy_fd_cow (a reflink where the filesystem can),
- * the cached whiteouts applied and never copied. Either way a layer whose
- * root is opaque ends the stack: what lies below it is not read.
+ * the cached whiteouts applied and never copied. Always the copy when a
+ * layer keeps its whiteouts as marker files (layercache.h): a mount
+ * would show them as files. Either way a layer whose root is opaque ends
+ * the stack: what lies below it is not read.
  *
  * The mount lives in the caller's mount namespace until
  * fb_rootfs_release; a process killed in between leaves it mounted
@@ -37,7 +39,8 @@ int fb_rootfs_release(struct fb_rootfs *rf);
 
 /* The copy: layers (bottom first) merged into the empty directory open
  * as rootfd, overlayfs' way (a directory in several layers takes the
- * topmost one's owner, mode, times and xattrs). */
+ * topmost one's owner, mode, times and xattrs). Whiteouts are read in
+ * either form the cache keeps (unpack.h), never copied. */
 int fb_layers_copy(char *const *layers, size_t n, int rootfd);
 
 #endif

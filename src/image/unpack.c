@@ -550,11 +550,61 @@ static bool gone_error(int err)
 	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP;
 }
 
+/* Whether the filesystem refused the overlayfs form of a whiteout, not
+ * the whiteout: overlayfs refuses trusted.overlay.* xattrs (before 6.7)
+ * and 0/0 devices on its own files, some filesystems have no xattrs
+ * (EOPNOTSUPP, which is ENOTSUP on Linux), the trusted namespace needs
+ * CAP_SYS_ADMIN and mknod CAP_MKNOD (EPERM, EACCES). */
+static bool overlay_form_refused(int err)
+{
+	return err == EOPNOTSUPP || err == EPERM || err == EACCES;
+}
+
+/* The aufs form instead, which layercopy.c reads: an empty file name in
+ * the directory dfd (".wh..wh..opq", or ".wh.NAME" beside NAME). No
+ * entry of the layer can have a ".wh." name (those members are
+ * whiteouts), so the file stands for nothing else. refused names the
+ * call that failed with errno refused_err, for the message. */
+static int make_marker(struct unpack *u, const struct pending_wh *w, int dfd,
+		       const char *name, const char *refused, int refused_err)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			O_CLOEXEC, 0600);
+
+	/* EEXIST: the archive named the same whiteout twice. */
+	if (fd < 0 && errno != EEXIST)
+		return fb_errorf(-errno, "%s: member %s: %s refused (%s), and "
+				 "create marker %s for %s: %s", u->label,
+				 w->shown, refused, strerror(refused_err),
+				 name, *w->path ? w->path : ".",
+				 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	u->st->wh_markers++;
+	return 0;
+}
+
+/* Marks the directory open as fd opaque: the xattr, else the marker. */
+static int mark_opaque(struct unpack *u, const struct pending_wh *w, int fd)
+{
+	int err;
+
+	if (fsetxattr(fd, OVL_OPAQUE_XATTR, "y", 1, 0) == 0)
+		return 0;
+	err = errno;
+	if (!overlay_form_refused(err))
+		return fb_errorf(-err, "%s: member %s: setxattr %s on %s: %s",
+				 u->label, w->shown, OVL_OPAQUE_XATTR,
+				 *w->path ? w->path : ".", strerror(err));
+	return make_marker(u, w, fd, WH_OPAQUE, "setxattr " OVL_OPAQUE_XATTR,
+			   err);
+}
+
 /* 1 if path is a directory now and made opaque, 0 if it is none. */
 static int set_opaque(struct unpack *u, const struct pending_wh *w)
 {
 	int dfd = beneath_how(u->rootfd, w->path, RESOLVE_NO_SYMLINKS), fd;
-	int err = 1;
+	int err;
 
 	if (gone_error(dfd))
 		return 0;
@@ -563,18 +613,36 @@ static int set_opaque(struct unpack *u, const struct pending_wh *w)
 				 w->shown, *w->path ? w->path : ".",
 				 strerror(-dfd));
 	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		err = fb_errorf(-errno, "%s: member %s: open %s: %s", u->label,
-				w->shown, *w->path ? w->path : ".",
-				strerror(errno));
-	else if (fsetxattr(fd, OVL_OPAQUE_XATTR, "y", 1, 0) < 0)
-		err = fb_errorf(-errno, "%s: member %s: setxattr %s on %s: %s",
-				u->label, w->shown, OVL_OPAQUE_XATTR,
-				*w->path ? w->path : ".", strerror(errno));
-	if (fd >= 0)
-		close(fd);
 	close(dfd);
-	return err;
+	if (fd < 0)
+		return fb_errorf(-errno, "%s: member %s: open %s: %s", u->label,
+				 w->shown, *w->path ? w->path : ".",
+				 strerror(errno));
+	err = mark_opaque(u, w, fd);
+	close(fd);
+	return err ? err : 1;
+}
+
+/* Stores the whiteout of base in dfd (O_PATH): a 0/0 device, else the
+ * marker ".wh.<base>". */
+static int make_whiteout(struct unpack *u, const struct pending_wh *w,
+			 int dfd, const char *base)
+{
+	char marker[NAME_MAX + 1];
+	int err;
+
+	if (mknodat(dfd, base, S_IFCHR, makedev(0, 0)) == 0)
+		return 0;
+	err = errno;
+	if (!overlay_form_refused(err))
+		return fb_errorf(-err, "%s: member %s: mknod whiteout %s: %s",
+				 u->label, w->shown, w->path, strerror(err));
+	if (fb_fmt(marker, sizeof(marker), "%s%s", WH_PREFIX, base) < 0)
+		return fb_errorf(-ENAMETOOLONG, "%s: member %s: mknod whiteout "
+				 "%s refused (%s), and the name is too long "
+				 "for a marker", u->label, w->shown, w->path,
+				 strerror(err));
+	return make_marker(u, w, dfd, marker, "mknod whiteout", err);
 }
 
 /* The whiteout's directory (O_PATH) and the name in it; *st is what is
@@ -672,10 +740,8 @@ static int store_whiteouts(struct unpack *u)
 			break;
 		}
 		/* This layer's own entry of that name hides the lower one. */
-		if (!st.st_mode && mknodat(dfd, base, S_IFCHR, makedev(0, 0)) < 0)
-			err = fb_errorf(-errno, "%s: member %s: mknod whiteout "
-					"%s: %s", u->label, w->shown, w->path,
-					strerror(errno));
+		if (!st.st_mode)
+			err = make_whiteout(u, w, dfd, base);
 		close(dfd);
 	}
 	set_free(&opaque);

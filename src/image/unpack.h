@@ -24,7 +24,13 @@
  * layer is unpacked, so where the markers sit in the archive makes no
  * difference. A member that is itself a character device 0/0 is left
  * out (counted in skipped_devices): overlayfs would take it for a
- * whiteout.
+ * whiteout. Where the filesystem refuses that form (overlayfs refuses
+ * its own xattrs and 0/0 devices on its files, some filesystems have no
+ * xattrs, CAP_MKNOD may be missing), a whiteout is kept the aufs way
+ * instead, as an empty file named as its member was: ".wh.NAME" beside
+ * NAME, ".wh..wh..opq" in the opaque directory (counted in wh_markers).
+ * overlayfs would show those as files: such a layer is merged by copying
+ * only (layercache.h).
  *
  * Device nodes and setuid files are made for real, on the host: keep the
  * root inside a directory only root can traverse (a mkdtemp, 0700).
@@ -43,6 +49,8 @@ struct fb_unpack_stats {
 				     ones too */
 	uint64_t skipped_devices; /* device nodes mknod refused (EPERM) */
 	uint64_t skipped_xattrs;  /* extended attributes not applied */
+	uint64_t wh_markers;      /* FB_UNPACK_OVERLAY: whiteouts stored as
+				     marker files, see above */
 };
 
 /* Unpacks the layer read from layer_fd (from its current position, to the
