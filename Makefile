@@ -11,7 +11,7 @@ ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 LDLIBS   := -lpthread -lseccomp -lz -larchive -ljansson
 
 LIB_SRCS := $(wildcard src/vmm/*.c src/arch/x86/*.c src/devices/*.c src/devices/virtio/*.c src/agent/*.c \
-                       src/image/*.c src/disk/*.c src/box/*.c src/jail/*.c src/util/*.c src/snapshot/*.c)
+                       src/image/*.c src/disk/*.c src/box/*.c src/jail/*.c src/util/*.c src/snapshot/*.c src/host/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
@@ -50,7 +50,8 @@ BUSYBOX ?= /bin/busybox
 FORKBOX_HOME ?= $(HOME)/.local/share/forkbox
 KMOD_DIR ?= $(FORKBOX_HOME)/kernels/default/modules/kernel
 KMODS := drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
-	 drivers/virtio/virtio_mmio.ko drivers/char/hw_random/virtio-rng.ko \
+	 drivers/virtio/virtio_mmio.ko drivers/virtio/virtio_balloon.ko \
+	 drivers/char/hw_random/virtio-rng.ko \
 	 drivers/block/virtio_blk.ko \
 	 net/vmw_vsock/vsock.ko \
 	 net/vmw_vsock/vmw_vsock_virtio_transport_common.ko \

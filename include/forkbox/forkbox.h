@@ -55,6 +55,9 @@ struct fb_vm_config {
 	bool rng;              /* a virtio-rng device */
 	const char *vsock_uds; /* a virtio-vsock device, its host socket */
 	uint64_t vsock_cid;    /* the guest's CID (>= 3) */
+	bool balloon;          /* a virtio-balloon device (free page
+				* reporting, stats; src/devices/virtio/
+				* balloon.h) */
 	/* virtio-blk disks (src/disk/disk.h), the guest's vda, vdb, ... in
 	 * this order. fb_vm_create takes them, also when it fails. */
 	struct fb_disk *const *disks;
@@ -62,6 +65,9 @@ struct fb_vm_config {
 	/* Restoring a snapshot: guest memory already holds the snapshot's
 	 * RAM (mem_mib of it, handed over); no kernel is loaded. */
 	uint8_t *restore_mem;
+	/* Guest RAM mergeable by KSM (--ksm; src/host/ksm.h). A kernel
+	 * without KSM gets a notice on stderr, not a failure. */
+	bool ksm;
 };
 
 struct fb_vm;

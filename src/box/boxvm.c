@@ -16,6 +16,7 @@
 #include "disk/disk.h"
 #include "forkbox/agent_proto.h"
 #include "forkbox/guest_proto.h"
+#include "host/ksm.h"
 #include "jail/jail.h"
 #include "snapshot/memory.h"
 #include "vmm/vm_snapshot.h"
@@ -238,8 +239,12 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		.rng = true,
 		.vsock_uds = b->uds,
 		.vsock_cid = FB_BOX_GUEST_CID,
+		/* Free page reporting gives back what the guest frees;
+		 * forkbox balloon and stats (src/box/stats.c). */
+		.balloon = true,
 		.disks = disks,
 		.nr_disks = nr_disks,
+		.ksm = fb_ksm_wanted(spec->ksm),
 	};
 	err = fb_box_vm_launch(b, spec, &vmc, NULL);
 	if (!err)

@@ -59,6 +59,9 @@ struct fb_box_spec {
 	/* An id whose directory and disk are ready (fb_box_prepare_child),
 	 * or NULL: fb_box_create makes them. */
 	const char *preset_id;
+	/* --ksm: guest RAM mergeable (src/host/ksm.h); FORKBOX_KSM=1 asks
+	 * the same for every box. */
+	bool ksm;
 };
 
 struct fb_box_vm {

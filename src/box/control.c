@@ -1,6 +1,8 @@
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -8,11 +10,15 @@
 #include <unistd.h>
 
 #include "box/control.h"
+#include "devices/virtio/balloon.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "vmm/vm.h"
 
 #define SERVE_TIMEOUT_MS 5000
+/* How long "stats" waits for the guest's fresh statistics before it
+ * answers with the last ones (their age says so). */
+#define STATS_WAIT_MS 1000
 
 static int control_addr(const char *dir, struct sockaddr_un *addr)
 {
@@ -158,6 +164,75 @@ static void serve_fork(struct fb_box_vm *b, int fd)
 	fb_fork_template_close(&t);
 }
 
+static int no_balloon(void)
+{
+	return fb_errorf(-ENODEV, "this box has no balloon device (it was "
+			 "restored from a snapshot made before boxes had "
+			 "one)");
+}
+
+/* "balloon MIB": the balloon's new target size; the guest gets there in
+ * its own time (stats shows how far it is). */
+static int serve_balloon(struct fb_box_vm *b, const char *arg)
+{
+	char *end;
+	unsigned long long mib;
+
+	if (!b->vm->balloon)
+		return no_balloon();
+	errno = 0;
+	mib = strtoull(arg, &end, 10);
+	if (arg[0] < '0' || arg[0] > '9' || *end || errno)
+		return fb_errorf(-EINVAL, "balloon: '%.40s' is not a size in "
+				 "MiB", arg);
+	return fb_balloon_set_target(b->vm->balloon, mib);
+}
+
+/* Appends " key=value" to line; a line too long only loses its tail
+ * (it is far shorter than the reply's limit). */
+static void add_field(char *line, size_t len, const char *key, uint64_t v)
+{
+	size_t used = strlen(line);
+
+	snprintf(line + used, len - used, "%s%s=%" PRIu64, used ? " " : "",
+		 key, v);
+}
+
+/* "stats": one line of key=value: the balloon's target and actual size in
+ * MiB, what it gave back, the guest's statistics (fresh if the guest
+ * answers within STATS_WAIT_MS). The host's cost of the box is the
+ * client's to add: this process's /proc is not in its jail. */
+static void serve_stats(struct fb_box_vm *b, int fd)
+{
+	struct fb_balloon_info info;
+	char line[2048] = "";
+
+	if (!b->vm->balloon) {
+		reply(fd, 0, "balloon=0");
+		return;
+	}
+	/* Stale statistics are still statistics: their age tells. */
+	(void)fb_balloon_refresh_stats(b->vm->balloon, STATS_WAIT_MS);
+	fb_balloon_get(b->vm->balloon, &info);
+	add_field(line, sizeof(line), "balloon", 1);
+	add_field(line, sizeof(line), "driver", info.driver_ok);
+	add_field(line, sizeof(line), "target_mib", info.target_pages >> 8);
+	add_field(line, sizeof(line), "actual_mib", info.actual_pages >> 8);
+	add_field(line, sizeof(line), "inflated_bytes", info.inflated_bytes);
+	add_field(line, sizeof(line), "reported_bytes", info.reported_bytes);
+	add_field(line, sizeof(line), "given_back_bytes",
+		  info.inflated_bytes + info.reported_bytes);
+	add_field(line, sizeof(line), "ignored", info.ignored);
+	if (info.stats_age_ms >= 0)
+		add_field(line, sizeof(line), "stats_age_ms",
+			  (uint64_t)info.stats_age_ms);
+	for (unsigned t = 0; t < FB_BALLOON_S_NR; t++)
+		if (info.stats_valid & (1u << t))
+			add_field(line, sizeof(line), fb_balloon_stat_key(t),
+				  info.stats[t]);
+	reply(fd, 0, line);
+}
+
 static void serve_one(struct fb_box_vm *b, int fd)
 {
 	char req[FB_BOX_CONTROL_MAX_LINE], detail[256] = "";
@@ -175,6 +250,12 @@ static void serve_one(struct fb_box_vm *b, int fd)
 		err = fb_box_vm_snapshot(b, req + 9, detail, sizeof(detail));
 	else if (!strcmp(req, "fork")) {
 		serve_fork(b, fd);
+		return;
+	}
+	else if (!strncmp(req, "balloon ", 8))
+		err = serve_balloon(b, req + 8);
+	else if (!strcmp(req, "stats")) {
+		serve_stats(b, fd);
 		return;
 	}
 	else

@@ -16,6 +16,7 @@
 #include "box/rootdisk.h"
 #include "devices/virtio/virtio.h"
 #include "disk/disk.h"
+#include "host/ksm.h"
 #include "snapshot/format.h"
 #include "snapshot/memory.h"
 #include "util/error.h"
@@ -104,6 +105,17 @@ static unsigned count_disks(const struct fb_vm_snap_config *cfg)
 	return n;
 }
 
+/* A restore makes exactly the snapshot's devices, in its order (each
+ * one's saved state is checked against its id): one saved before boxes
+ * had a balloon comes back without one. */
+static bool has_balloon(const struct fb_vm_snap_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nr_virtio; i++)
+		if (cfg->virtio_ids[i] == VIRTIO_ID_BALLOON)
+			return true;
+	return false;
+}
+
 int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		      const char *snap_dir, int mem_mode,
 		      struct fb_box_vm **out)
@@ -176,9 +188,16 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		.rng = cfg.rng,
 		.vsock_uds = cfg.vsock ? b->uds : NULL,
 		.vsock_cid = cfg.vsock_cid,
+		/* Its transport state comes back, not its config: the
+		 * target starts at 0 and the guest, told so, deflates
+		 * (src/devices/virtio/balloon.c, balloon_activate). */
+		.balloon = has_balloon(&cfg),
 		.restore_mem = host,
 		.disks = disks,
 		.nr_disks = nr_disks,
+		/* Restore and fork have no --ksm: FORKBOX_KSM=1 asks for
+		 * it (merging what the guest writes; src/vmm/vm.c). */
+		.ksm = fb_ksm_wanted(spec->ksm),
 	};
 	err = fb_box_vm_launch(b, spec, &vmc, state);
 	if (err < 0)

@@ -10,6 +10,7 @@
 #include "box/box.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "host/ksm.h"
 #include "util/file.h"
 
 static int fail(const char *cmd)
@@ -76,8 +77,29 @@ int fb_cli_box_option(const char *cmd, int c, const char *arg,
 		return 1;
 	case 'D':
 		return disk_option(cmd, arg, spec);
+	case FB_CLI_OPT_KSM:
+		spec->ksm = true;
+		return 1;
 	}
 	return 0;
+}
+
+/* The VMM's own notice about --ksm lands in the box's vmm.log, out of the
+ * user's sight: what the user can act on is said here, before booting. */
+void fb_cli_ksm_notice(const char *cmd, const struct fb_box_spec *spec)
+{
+	struct fb_ksm_status st;
+
+	if (!fb_ksm_wanted(spec->ksm))
+		return;
+	if (fb_ksm_status_read(fb_ksm_sysfs_dir(), &st) < 0)
+		fprintf(stderr, "forkbox %s: --ksm: %s; the box runs without\n",
+			cmd, fb_last_error());
+	else if (st.run != 1)
+		fprintf(stderr, "forkbox %s: --ksm: KSM is not running on this "
+			"host (run %lld): the box's memory is marked mergeable, "
+			"but nothing merges until `forkbox host ksm on`\n", cmd,
+			(long long)st.run);
 }
 
 int cmd_create(int argc, char **argv)
@@ -90,6 +112,7 @@ int cmd_create(int argc, char **argv)
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "image", required_argument, NULL, 'I' },
 		{ "disk", required_argument, NULL, 'D' },
+		{ "ksm", no_argument, NULL, FB_CLI_OPT_KSM },
 		{ "no-jail", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -119,7 +142,7 @@ int cmd_create(int argc, char **argv)
 			printf("usage: forkbox create [--name NAME] [--cpus N] "
 			       "[--mem MiB] [--image NAME]\n"
 			       "                      [--disk FILE[,ro]]... "
-			       "[--no-jail]\n\nBoots a box that runs on in "
+			       "[--ksm] [--no-jail]\n\nBoots a box that runs on in "
 			       "the background, waits until its agent is\n"
 			       "ready and prints its id. Use it with forkbox "
 			       "exec, cp, logs, stop and rm.\n"
@@ -130,6 +153,12 @@ int cmd_create(int argc, char **argv)
 			       "first use); none: the initramfs is the root.\n"
 			       "--disk FILE[,ro]: an extra disk, the file used "
 			       "in place (repeatable).\n"
+			       "--ksm: the box's memory is mergeable by KSM "
+			       "(pages equal to other boxes'\n"
+			       "shared once they are found; forkbox host ksm "
+			       "on starts the host's scanner).\n"
+			       "FORKBOX_KSM=1 means --ksm for every box "
+			       "(restored and forked ones too).\n"
 			       "Its VMM runs jailed (docs/SECURITY.md); "
 			       "--no-jail is for debugging only.\n");
 			return 0;
@@ -148,7 +177,10 @@ int cmd_create(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (fb_host_check() < 0 || fb_box_create(&spec, name, id) < 0)
+	if (fb_host_check() < 0)
+		return fail("create");
+	fb_cli_ksm_notice("create", &spec);
+	if (fb_box_create(&spec, name, id) < 0)
 		return fail("create");
 	printf("%s\n", id);
 	return 0;

@@ -36,6 +36,9 @@ static void usage(FILE *f)
 "                    first use); none: the initramfs is the root\n"
 "  --disk FILE[,ro]  an extra disk (/dev/vdb, ...), the file used in place;\n"
 "                    ,ro: read-only (repeatable)\n"
+"  --ksm             the box's memory is mergeable by KSM: pages equal to\n"
+"                    other boxes' are shared once found (forkbox host ksm on\n"
+"                    starts the host's scanner); FORKBOX_KSM=1 means the same\n"
 "  --console         copy the guest console to stderr as it boots\n"
 "  --keep-log        keep the box's directory (console log) afterwards\n"
 "  --stats           print boot-to-ready and command times to stderr\n"
@@ -93,6 +96,7 @@ int cmd_run(int argc, char **argv)
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "image", required_argument, NULL, 'I' },
 		{ "disk", required_argument, NULL, 'D' },
+		{ "ksm", no_argument, NULL, FB_CLI_OPT_KSM },
 		{ "console", no_argument, NULL, 'C' },
 		{ "keep-log", no_argument, NULL, 'K' },
 		{ "stats", no_argument, NULL, 'S' },
@@ -147,6 +151,7 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
+	fb_cli_ksm_notice("run", &spec);
 	if (fb_box_create(&spec, NULL, id) < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;

@@ -25,10 +25,16 @@ static const struct command commands[] = {
 				    "merge diffs" },
 	{ "restore", cmd_restore, "start a new box from a snapshot" },
 	{ "fork", cmd_fork, "fork a running box into N children" },
+	{ "balloon", cmd_balloon, "set a running box's memory balloon "
+				  "target" },
+	{ "stats", cmd_stats, "a running box's memory: balloon, guest, host "
+			      "cost" },
 	{ "image", cmd_image, "build, import, list and remove root disk images" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
 	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
 					"Linux guests" },
+	{ "host", cmd_host, "host settings for every box: host ksm on|off|"
+			    "status" },
 	{ "initramfs", cmd_initramfs, "build forkbox's guest initramfs" },
 };
 

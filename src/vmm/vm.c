@@ -15,11 +15,13 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/layout.h"
+#include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
 #include "disk/disk.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "devices/virtio/virtio.h"
+#include "host/ksm.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "vmm/vm.h"
@@ -251,6 +253,28 @@ int fb_vm_dirty_fetch(struct fb_vm *vm, uint64_t *bitmap)
 	return 0;
 }
 
+/* --ksm, right after guest RAM is mapped and before the jail (whose
+ * seccomp has no prctl). A restored box's RAM is its snapshot file mapped
+ * MAP_PRIVATE (diffs over it), a fork child's the parent's sealed memfd
+ * layers mapped MAP_PRIVATE: KSM scans private file mappings too, but it
+ * merges only anonymous pages, i.e. the copies the guest wrote since; the
+ * pages it only read already share the page cache. Merging is an
+ * optimisation: a kernel without it costs a notice, never the box. */
+static void setup_ksm(struct fb_vm *vm)
+{
+	int err;
+
+	if (!vm->cfg.ksm)
+		return;
+	err = fb_ksm_mark_mergeable(vm->mem.mapping, vm->mem.mapping_size);
+	if (err == -EINVAL || err == -ENOSYS)
+		fprintf(stderr, "forkbox: --ksm: this kernel can merge no pages "
+			"(%s); the box runs without\n", fb_last_error());
+	else if (err < 0)
+		fprintf(stderr, "forkbox: --ksm: %s; the box runs without\n",
+			fb_last_error());
+}
+
 static int setup_memory(struct fb_vm *vm)
 {
 	int err = vm->cfg.restore_mem ?
@@ -258,6 +282,8 @@ static int setup_memory(struct fb_vm *vm)
 					   vm->cfg.restore_mem) :
 		  fb_guest_mem_init(&vm->mem, vm->cfg.mem_mib << 20);
 
+	if (!err)
+		setup_ksm(vm);
 	return err ? err : set_slots(vm, 0);
 }
 
@@ -299,6 +325,10 @@ static int setup_virtio(struct fb_vm *vm)
 		/* Freed with the other virtio devices (ops->destroy). */
 		err = fb_vsock_create(vm, &vc, &vsock);
 	}
+	/* After vsock, before the disks: a snapshot's device order (its
+	 * virtio ids) must come out the same when it is restored. */
+	if (!err && vm->cfg.balloon)
+		err = fb_balloon_create(vm, &vm->balloon);
 	for (unsigned i = 0; !err && i < vm->cfg.nr_disks; i++) {
 		struct fb_disk *disk = vm->disks[i];
 

@@ -38,6 +38,7 @@ struct fb_console {
 
 struct fb_virtio_device;
 struct fb_blk;
+struct fb_balloon;
 
 struct fb_vm {
 	struct fb_vm_config cfg;
@@ -61,6 +62,7 @@ struct fb_vm {
 	struct fb_disk *disks[FB_VM_MAX_DISKS];
 	struct fb_blk *blk[FB_VM_MAX_DISKS];
 	unsigned nr_blk;
+	struct fb_balloon *balloon; /* cfg.balloon's device, or NULL */
 
 	pthread_mutex_t lock; /* guards the fields below */
 	pthread_cond_t stopped_cond;

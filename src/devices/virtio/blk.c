@@ -3,15 +3,14 @@
  * The thread serves requests with b->lock held, one whole request at a
  * time, so holding that lock (quiesce) means no request is in flight. */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "devices/virtio/blk.h"
 #include "devices/virtio/virtio.h"
+#include "devices/virtio/worker.h"
 #include "disk/disk.h"
 #include "util/error.h"
 
@@ -44,27 +43,8 @@ struct fb_blk {
 	bool broken;          /* the driver broke the protocol */
 	unsigned long requests;
 	bool io_error_logged;
-	int kickfd, stopfd;
-	pthread_t thread;
-	bool thread_started;
+	struct fb_worker worker;
 };
-
-static void eventfd_bump(int fd)
-{
-	uint64_t one = 1;
-
-	/* EAGAIN: the counter is saturated and the thread wakes anyway. */
-	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		perror("forkbox: virtio-blk: eventfd write");
-}
-
-static void eventfd_drain(int fd)
-{
-	uint64_t n;
-
-	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		perror("forkbox: virtio-blk: eventfd read");
-}
 
 static uint64_t get_le64(const uint8_t *p)
 {
@@ -174,8 +154,9 @@ static int serve_one(struct fb_blk *b, const struct fb_vq_chain *c)
 	return fb_vq_push(&b->d->queues[0], c->head, written + 1);
 }
 
-static void serve_queue(struct fb_blk *b)
+static void serve_queue(void *arg)
 {
+	struct fb_blk *b = arg;
 	struct fb_virtqueue *vq = &b->d->queues[0];
 	struct fb_vq_chain *chain = malloc(sizeof(*chain));
 	char why[192] = "";
@@ -209,30 +190,6 @@ static void serve_queue(struct fb_blk *b)
 		fb_virtio_signal_used(b->d);
 }
 
-static void *io_thread(void *arg)
-{
-	struct fb_blk *b = arg;
-	struct pollfd p[2] = {
-		{ .fd = b->kickfd, .events = POLLIN },
-		{ .fd = b->stopfd, .events = POLLIN },
-	};
-
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("forkbox: virtio-blk: poll");
-			return NULL;
-		}
-		if (p[1].revents)
-			return NULL;
-		if (p[0].revents) {
-			eventfd_drain(b->kickfd);
-			serve_queue(b);
-		}
-	}
-}
-
 static void blk_config_read(struct fb_virtio_device *d, uint32_t off,
 			    uint8_t *data, unsigned len)
 {
@@ -262,7 +219,7 @@ static int blk_activate(struct fb_virtio_device *d)
 	b->active = true;
 	b->broken = false;
 	pthread_mutex_unlock(&b->lock);
-	eventfd_bump(b->kickfd);
+	fb_worker_kick(&b->worker);
 	return 0;
 }
 
@@ -271,7 +228,7 @@ static void blk_notify(struct fb_virtio_device *d, unsigned q)
 	struct fb_blk *b = d->priv;
 
 	if (b)
-		eventfd_bump(b->kickfd);
+		fb_worker_kick(&b->worker);
 }
 
 /* Requests are served whole under the lock: once it is held no request is
@@ -288,14 +245,7 @@ static void blk_reset(struct fb_virtio_device *d)
 
 static void blk_free(struct fb_blk *b)
 {
-	if (b->thread_started) {
-		eventfd_bump(b->stopfd);
-		pthread_join(b->thread, NULL);
-	}
-	if (b->kickfd >= 0)
-		close(b->kickfd);
-	if (b->stopfd >= 0)
-		close(b->stopfd);
+	fb_worker_release(&b->worker);
 	fb_disk_close(b->disk);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
@@ -342,19 +292,19 @@ static const struct fb_virtio_ops blk_ops = {
 static int blk_new(struct fb_disk *disk, struct fb_blk **out)
 {
 	struct fb_blk *b = calloc(1, sizeof(*b));
+	int err;
 
 	if (!b) {
 		fb_disk_close(disk);
 		return fb_errorf(-ENOMEM, "virtio-blk: out of memory");
 	}
 	b->disk = disk;
-	b->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	b->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&b->lock, NULL);
-	if (b->kickfd < 0 || b->stopfd < 0) {
-		int err = fb_errorf(-errno, "eventfd: %s", strerror(errno));
-
-		blk_free(b);
+	err = fb_worker_init(&b->worker, "virtio-blk");
+	if (err) {
+		fb_disk_close(disk);
+		pthread_mutex_destroy(&b->lock);
+		free(b);
 		return err;
 	}
 	*out = b;
@@ -364,15 +314,8 @@ static int blk_new(struct fb_disk *disk, struct fb_blk **out)
 /* The thread touches b->d only while active, which needs b->d set. */
 static int blk_start(struct fb_blk *b, struct fb_virtio_device *d)
 {
-	int err;
-
 	b->d = d;
-	err = pthread_create(&b->thread, NULL, io_thread, b);
-	if (err)
-		return fb_errorf(-err, "pthread_create(virtio-blk): %s",
-				 strerror(err));
-	b->thread_started = true;
-	return 0;
+	return fb_worker_start(&b->worker, serve_queue, b);
 }
 
 int fb_blk_init_device(struct fb_virtio_device *d, struct fb_disk *disk,

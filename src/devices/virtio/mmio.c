@@ -43,6 +43,7 @@
 #define MMIO_VERSION 2
 #define VENDOR_ID 0x4b424f46  /* "FOBK" */
 #define INTERRUPT_USED_RING 1
+#define INTERRUPT_CONFIG 2
 
 void fb_virtio_device_init(struct fb_virtio_device *d,
 			   const struct fb_virtio_ops *ops, void *priv,
@@ -81,6 +82,20 @@ void fb_virtio_signal_used(struct fb_virtio_device *d)
 	}
 }
 
+/* Lock-free too, for the same reason. The generation moves first: a
+ * driver that reads it around a config read sees the change. */
+void fb_virtio_config_changed(struct fb_virtio_device *d)
+{
+	uint64_t one = 1;
+
+	__atomic_fetch_add(&d->config_generation, 1, __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(&d->interrupt_status, INTERRUPT_CONFIG,
+			  __ATOMIC_SEQ_CST);
+	if (d->irqfd >= 0 && write(d->irqfd, &one, sizeof(one)) < 0) {
+		/* An eventfd only fails to count past 2^64 - 2. */
+	}
+}
+
 static uint64_t all_features(const struct fb_virtio_device *d)
 {
 	return d->ops->features | d->extra_features | VIRTIO_F_VERSION_1;
@@ -110,7 +125,8 @@ static uint32_t read_reg(struct fb_virtio_device *d, uint64_t off)
 	case REG_INTERRUPT_STATUS:
 		return __atomic_load_n(&d->interrupt_status, __ATOMIC_SEQ_CST);
 	case REG_STATUS: return __atomic_load_n(&d->status, __ATOMIC_SEQ_CST);
-	case REG_CONFIG_GENERATION: return d->config_generation;
+	case REG_CONFIG_GENERATION:
+		return __atomic_load_n(&d->config_generation, __ATOMIC_SEQ_CST);
 	default: return 0;
 	}
 }

@@ -108,6 +108,9 @@ void fb_virtio_mmio_free(struct fb_virtio_device *d);
 
 /* Tells the driver that used buffers are waiting (any thread). */
 void fb_virtio_signal_used(struct fb_virtio_device *d);
+/* Tells the driver that the device's config changed (any thread): a new
+ * config generation and the config bit of the interrupt status. */
+void fb_virtio_config_changed(struct fb_virtio_device *d);
 
 /* The transport's plain-data state, for snapshots. */
 struct fb_virtio_queue_state {
