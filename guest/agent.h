@@ -56,6 +56,11 @@ int fbg_send_error(int fd, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int fbg_send_ok(int fd, uint32_t flags, const char *text);
 int fbg_send_hello(int fd);
+/* On the ready connection: HELLO and then BOOT_TIMES with boot_ns[0..n),
+ * in one send so the host never waits between them. */
+int fbg_send_ready_hello(int fd, const uint64_t *boot_ns, uint32_t n);
+/* The guest's CLOCK_BOOTTIME in ns: what HELLO and BOOT_TIMES carry. */
+uint64_t fbg_boottime_ns(void);
 
 /* A bounded queue of outgoing frames for event loops. */
 struct fbg_out {
@@ -99,10 +104,13 @@ int fbg_serve_reinject(int fd, const struct fbg_msg *req);
 
 /* ---- guest only (not in the host test build) -------------------------- */
 
-/* PID 1's agent loop; never returns. console_fd may be -1. */
-/* root_dev: the root disk to switch into ("vda"), or "" to stay in the
- * initramfs. */
-void fb_agent_run(int console_fd, const char *root_dev)
+/* PID 1's agent loop; never returns. console_fd may be -1. root_dev: the
+ * root disk to switch into ("vda"), or "" to stay in the initramfs.
+ * boot_ns: PID 1's boot marks so far (fb_agent_boot_mark; init and
+ * mounted filled in, the rest 0): the agent adds its own and sends them
+ * to the host after its ready HELLO. */
+void fb_agent_run(int console_fd, const char *root_dev,
+		  uint64_t boot_ns[FB_AGENT_BOOT_MARKS])
 	__attribute__((noreturn));
 
 /* A line on the console (agent_main.c). */

@@ -1,5 +1,7 @@
 /* PID 1's agent loop (guest only): load the virtio and vsock modules,
- * listen on vsock port FB_AGENT_PORT, tell the host we are ready, then
+ * switch into the root disk if there is one, listen on vsock port
+ * FB_AGENT_PORT, tell the host we are ready (and when each step was
+ * done: BOOT_TIMES), then
  * accept connections forever, each served by fb_agent_serve() in a child
  * process of its own, and reap every child (orphans included) from a
  * signalfd. Nothing here waits on a timer: poll wakes on a connection or a
@@ -77,21 +79,24 @@ static int vsock_listen(void)
 }
 
 /* The host listens before it boots us, so one try is enough; on failure
- * the host times out and shows this line from the console. */
-static void say_ready(void)
+ * the host times out and shows this line from the console. The boot marks
+ * follow the HELLO for the host's boot trace (forkbox run --trace); a host
+ * from before them closes after the HELLO and never reads them. */
+static void say_ready(const uint64_t boot_ns[FB_AGENT_BOOT_MARKS])
 {
 	struct sockaddr_vm addr = {
 		.svm_family = AF_VSOCK,
 		.svm_cid = FB_AGENT_HOST_CID,
 		.svm_port = FB_AGENT_READY_PORT,
 	};
-	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
 
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		fbg_log("connect to host port %u: %s", FB_AGENT_READY_PORT,
 			strerror(errno));
-	} else if (fbg_send_hello(fd) < 0) {
-		fbg_log("send HELLO to the host: %s", strerror(errno));
+	} else if ((err = fbg_send_ready_hello(fd, boot_ns,
+					       FB_AGENT_BOOT_MARKS)) < 0) {
+		fbg_log("send HELLO to the host: %s", strerror(-err));
 	}
 	if (fd >= 0)
 		close(fd);
@@ -141,7 +146,8 @@ static void reap_all(int sig_fd)
 		;
 }
 
-void fb_agent_run(int console_fd, const char *root_dev)
+void fb_agent_run(int console_fd, const char *root_dev,
+		  uint64_t boot_ns[FB_AGENT_BOOT_MARKS])
 {
 	struct pollfd p[2];
 	sigset_t chld;
@@ -149,8 +155,12 @@ void fb_agent_run(int console_fd, const char *root_dev)
 
 	log_fd = console_fd;
 	fbg_load_modules(MODULES_DIR);
-	if (root_dev[0] && fbg_switch_root(root_dev) < 0)
-		give_up();
+	boot_ns[FB_AGENT_BOOT_MODULES] = fbg_boottime_ns();
+	if (root_dev[0]) {
+		if (fbg_switch_root(root_dev) < 0)
+			give_up();
+		boot_ns[FB_AGENT_BOOT_ROOT] = fbg_boottime_ns();
+	}
 	listen_fd = vsock_listen();
 	if (listen_fd < 0)
 		give_up();
@@ -163,7 +173,7 @@ void fb_agent_run(int console_fd, const char *root_dev)
 		fbg_log("signalfd: %s", strerror(errno));
 		give_up();
 	}
-	say_ready();
+	say_ready(boot_ns);
 	fbg_log("ready on vsock port %u", FB_AGENT_PORT);
 
 	p[0] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };

@@ -198,23 +198,77 @@ int fbg_send_ok(int fd, uint32_t flags, const char *text)
 	return fbg_send(fd, FB_AGENT_OK, buf, e.len);
 }
 
-int fbg_send_hello(int fd)
+uint64_t fbg_boottime_ns(void)
 {
-	uint8_t buf[32 + FB_AGENT_MAX_HOSTNAME];
-	char host[FB_AGENT_MAX_HOSTNAME + 1] = "";
-	struct fb_agent_enc e;
 	struct timespec ts = { 0 };
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* HELLO's payload: u32 version, u32 pid, u64 boottime_ns, str hostname. */
+static void enc_hello(struct fb_agent_enc *e)
+{
+	char host[FB_AGENT_MAX_HOSTNAME + 1] = "";
 
 	if (gethostname(host, sizeof(host)) < 0)
 		host[0] = '\0';
 	host[FB_AGENT_MAX_HOSTNAME] = '\0';
-	clock_gettime(CLOCK_BOOTTIME, &ts);
+	fb_enc_u32(e, FB_AGENT_VERSION);
+	fb_enc_u32(e, (uint32_t)getpid());
+	fb_enc_u64(e, fbg_boottime_ns());
+	fb_enc_str(e, host, strlen(host));
+}
+
+int fbg_send_hello(int fd)
+{
+	uint8_t buf[32 + FB_AGENT_MAX_HOSTNAME];
+	struct fb_agent_enc e;
+
 	fb_enc_init(&e, buf, sizeof(buf));
-	fb_enc_u32(&e, FB_AGENT_VERSION);
-	fb_enc_u32(&e, (uint32_t)getpid());
-	fb_enc_u64(&e, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
-	fb_enc_str(&e, host, strlen(host));
+	enc_hello(&e);
 	return fbg_send(fd, FB_AGENT_HELLO, buf, e.len);
+}
+
+/* Appends one whole frame to e: its header is filled in once the payload
+ * is written and its length known. */
+static void enc_frame_begin(struct fb_agent_enc *e, uint32_t *start)
+{
+	static const uint8_t hdr[FB_AGENT_HDR_LEN];
+
+	*start = e->len;
+	fb_enc_raw(e, hdr, sizeof(hdr));
+}
+
+static void enc_frame_end(struct fb_agent_enc *e, uint32_t start,
+			  uint32_t type)
+{
+	if (!e->overflow)
+		fb_agent_hdr_put(e->buf + start, type,
+				 e->len - start - FB_AGENT_HDR_LEN);
+}
+
+int fbg_send_ready_hello(int fd, const uint64_t *boot_ns, uint32_t n)
+{
+	uint8_t buf[2 * FB_AGENT_HDR_LEN + 32 + FB_AGENT_MAX_HOSTNAME + 4 +
+		    8 * FB_AGENT_MAX_BOOT_MARKS];
+	struct fb_agent_enc e;
+	uint32_t start;
+
+	if (n > FB_AGENT_MAX_BOOT_MARKS)
+		n = FB_AGENT_MAX_BOOT_MARKS;
+	fb_enc_init(&e, buf, sizeof(buf));
+	enc_frame_begin(&e, &start);
+	enc_hello(&e);
+	enc_frame_end(&e, start, FB_AGENT_HELLO);
+	enc_frame_begin(&e, &start);
+	fb_enc_u32(&e, n);
+	for (uint32_t i = 0; i < n; i++)
+		fb_enc_u64(&e, boot_ns[i]);
+	enc_frame_end(&e, start, FB_AGENT_BOOT_TIMES);
+	if (e.overflow)
+		return -EMSGSIZE;
+	return send_all(fd, buf, e.len);
 }
 
 int fbg_dec_path(int fd, struct fb_agent_dec *d, char *out, size_t size)

@@ -794,6 +794,11 @@ static int run_shell(void)
 
 int main(void)
 {
+	/* Boot marks for the host's trace: first, so PID 1's start is when
+	 * the kernel handed over, not when our setup was done. */
+	uint64_t boot_ns[FB_AGENT_BOOT_MARKS] = {
+		[FB_AGENT_BOOT_INIT] = fbg_boottime_ns(),
+	};
 	struct boot_config cfg = { 0 };
 	int mounted, parsed, status;
 
@@ -807,6 +812,7 @@ int main(void)
 	sigprocmask(SIG_BLOCK, &sigchld_set, NULL);
 
 	mounted = mount_basics();
+	boot_ns[FB_AGENT_BOOT_MOUNTED] = fbg_boottime_ns();
 	ensure_stdio("/dev/null");
 	open_console();
 	parsed = mounted == 0 ? parse_cmdline(&cfg) : -1;
@@ -823,7 +829,7 @@ int main(void)
 	/* The agent's commands get TERM only with a tty they asked for. */
 	set_environment(!frame_mode && !cfg.agent);
 	if (cfg.agent)
-		fb_agent_run(console_fd, cfg.root_dev); /* does not return */
+		fb_agent_run(console_fd, cfg.root_dev, boot_ns); /* no return */
 	if (!frame_mode)
 		say("ready");
 	status = cfg.argv ? run_command(cfg.argv) : run_shell();

@@ -42,6 +42,7 @@
 #define FB_AGENT_MAX_ENTROPY 256u       /* bytes of entropy in REINJECT */
 #define FB_AGENT_MAX_TEXT 1024u         /* ERROR / OK text */
 #define FB_AGENT_MAX_LIST 4096u         /* entries in one LIST_REPLY */
+#define FB_AGENT_MAX_BOOT_MARKS 64u     /* count in BOOT_TIMES */
 
 /* ---- message types ---------------------------------------------------- */
 
@@ -50,6 +51,9 @@ enum fb_agent_type {
 	FB_AGENT_HELLO = 1,      /* agent -> host, first on every connection */
 	FB_AGENT_ERROR = 2,      /* i32 errno, str text */
 	FB_AGENT_OK = 3,         /* u32 flags, str text */
+	FB_AGENT_BOOT_TIMES = 4, /* agent -> host, only on the ready connection,
+				    right after its HELLO: u32 count, count x
+				    u64 boottime_ns (fb_agent_boot_mark) */
 
 	/* EXEC and its streams. */
 	FB_AGENT_EXEC = 0x10,    /* host -> agent: see fb_agent_exec_flags */
@@ -118,6 +122,19 @@ enum fb_agent_reinject_done {
 	FB_AGENT_RI_RESEED = 1u << 2,  /* RNDRESEEDCRNG (absent on old kernels) */
 	FB_AGENT_RI_CLOCK = 1u << 3,
 	FB_AGENT_RI_BOX_ID = 1u << 4,
+};
+
+/* BOOT_TIMES: the guest's CLOCK_BOOTTIME (ns) when PID 1 reached each
+ * point of its boot, in this order; 0 for a point it did not pass (no root
+ * disk). The HELLO before it carries the time it said hello. An agent may
+ * send more marks than a host knows (later ones are appended here): a host
+ * takes the first it knows and skips the rest. */
+enum fb_agent_boot_mark {
+	FB_AGENT_BOOT_INIT = 0,    /* PID 1 started */
+	FB_AGENT_BOOT_MOUNTED = 1, /* /proc, /sys, /dev, /tmp mounted */
+	FB_AGENT_BOOT_MODULES = 2, /* the initramfs's kernel modules loaded */
+	FB_AGENT_BOOT_ROOT = 3,    /* the root disk mounted and switched to */
+	FB_AGENT_BOOT_MARKS
 };
 
 /* Where the agent stores the box id from REINJECT. */

@@ -41,6 +41,19 @@ int fb_agent_handshake(int fd, int timeout_ms, struct fb_agent_hello *hello);
 int fb_agent_accept_hello(int listen_fd, int timeout_ms,
 			  struct fb_agent_hello *out);
 
+/* The guest's boot marks from BOOT_TIMES: CLOCK_BOOTTIME ns, indexed by
+ * fb_agent_boot_mark, 0 where the guest did not pass or did not say. */
+struct fb_agent_boot {
+	uint64_t ns[FB_AGENT_BOOT_MARKS];
+};
+
+/* fb_agent_accept_hello, then the BOOT_TIMES that follows the HELLO on
+ * the ready connection (all zero when an agent from before BOOT_TIMES
+ * closed after its HELLO), within the same timeout_ms. */
+int fb_agent_accept_ready(int listen_fd, int timeout_ms,
+			  struct fb_agent_hello *hello,
+			  struct fb_agent_boot *boot);
+
 /* ---- exec ------------------------------------------------------------- */
 
 struct fb_agent_exec_req {

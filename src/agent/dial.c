@@ -136,10 +136,46 @@ fail:
 	return err;
 }
 
-int fb_agent_accept_hello(int listen_fd, int timeout_ms,
-			  struct fb_agent_hello *out)
+/* BOOT_TIMES: u32 count, count x u64. Marks past the ones this host knows
+ * are a newer agent's: read, not kept. */
+static int read_boot_times(int fd, int64_t deadline, struct fb_agent_boot *out)
 {
-	int64_t deadline = fba_deadline(timeout_ms);
+	struct fb_agent_boot boot = { 0 };
+	struct fb_agent_dec d;
+	struct fba_msg m;
+	uint32_t n;
+	int err;
+
+	err = fba_recv_reply(fd, &m, FB_AGENT_BOOT_TIMES,
+			     4 + 8 * FB_AGENT_MAX_BOOT_MARKS, deadline,
+			     "agent BOOT_TIMES");
+	if (err == -ECONNRESET) {
+		/* An older agent: it closed after its HELLO. */
+		*out = boot;
+		return 0;
+	}
+	if (err)
+		return err;
+	fb_dec_init(&d, m.data, m.len);
+	n = fb_dec_u32(&d);
+	if (n > FB_AGENT_MAX_BOOT_MARKS)
+		d.bad = true;
+	for (uint32_t i = 0; i < n && !d.bad; i++) {
+		uint64_t ns = fb_dec_u64(&d);
+
+		if (i < FB_AGENT_BOOT_MARKS)
+			boot.ns[i] = ns;
+	}
+	fba_msg_free(&m);
+	if (!fb_dec_ok(&d))
+		return fb_errorf(-EPROTO, "agent BOOT_TIMES: malformed");
+	*out = boot;
+	return 0;
+}
+
+/* Accepts the agent's ready connection within the deadline. */
+static int accept_ready_conn(int listen_fd, int64_t deadline, int timeout_ms)
+{
 	int fd, err;
 
 	for (;;) {
@@ -152,11 +188,31 @@ int fb_agent_accept_hello(int listen_fd, int timeout_ms,
 			return fb_errorf(err, "poll: %s", strerror(-err));
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd >= 0)
-			break;
+			return fd;
 		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 			return fb_errorf(-errno, "accept: %s", strerror(errno));
 	}
-	err = read_hello(fd, deadline, out);
+}
+
+int fb_agent_accept_ready(int listen_fd, int timeout_ms,
+			  struct fb_agent_hello *hello,
+			  struct fb_agent_boot *boot)
+{
+	int64_t deadline = fba_deadline(timeout_ms);
+	int fd, err;
+
+	fd = accept_ready_conn(listen_fd, deadline, timeout_ms);
+	if (fd < 0)
+		return fd;
+	err = read_hello(fd, deadline, hello);
+	if (!err && boot)
+		err = read_boot_times(fd, deadline, boot);
 	close(fd);
 	return err;
+}
+
+int fb_agent_accept_hello(int listen_fd, int timeout_ms,
+			  struct fb_agent_hello *out)
+{
+	return fb_agent_accept_ready(listen_fd, timeout_ms, out, NULL);
 }

@@ -13,10 +13,12 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "box/box.h"
 #include "box/rootdisk.h"
+#include "box/trace.h"
 #include "image/store.h"
 #include "util/copy.h"
 #include "box/control.h"
@@ -65,12 +67,37 @@ static bool valid_name(const char *name)
 	return true;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* The boot's trace for forkbox run --trace (box/trace.h), before the box
+ * says it is ready so the CLI finds it then. A trace is not worth failing
+ * a box for: a line in vmm.log. */
+static void write_trace(const struct fb_box_vm *b, const char *dir,
+			uint64_t start_ns, uint64_t prepared_ns)
+{
+	struct fb_box_trace t;
+
+	fb_box_trace_collect(&t, b, start_ns, prepared_ns);
+	if (fb_box_trace_write(dir, &t) < 0)
+		fprintf(stderr, "forkbox vmm: %s\n", fb_last_error());
+}
+
 /* The detached VMM process: holds the box's lock for its whole life,
  * boots the box, reports ready (or why not) on status_fd, then runs until
- * the guest ends or a signal asks it to stop. Never returns. */
+ * the guest ends or a signal asks it to stop. prepared_ns: when its
+ * directory and disk were ready (CLOCK_MONOTONIC), for the trace. Never
+ * returns. */
 static void __attribute__((noreturn))
-vmm_main(const struct fb_box_spec *box_spec, const char *dir, int status_fd)
+vmm_main(const struct fb_box_spec *box_spec, const char *dir, int status_fd,
+	 uint64_t prepared_ns)
 {
+	uint64_t start_ns = mono_ns();
 	char path[PATH_MAX + 32], msg[STATUS_MSG_MAX], text[64];
 	struct fb_box_spec spec_copy = *box_spec, *spec = &spec_copy;
 	struct fb_box_vm *b;
@@ -131,6 +158,7 @@ vmm_main(const struct fb_box_spec *box_spec, const char *dir, int status_fd)
 		fprintf(stderr, "forkbox vmm: %s", msg);
 		_exit(1);
 	}
+	write_trace(b, dir, start_ns, prepared_ns);
 	snprintf(text, sizeof(text), "%.1f\n", b->ready_ms);
 	write_text(dir, "ready", text);
 	snprintf(msg, sizeof(msg), "ok %.1f\n", b->ready_ms);
@@ -252,6 +280,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 	char dir[PATH_MAX] = "", msg[STATUS_MSG_MAX], *nl;
 	struct fb_box_info other;
 	struct fb_image img;
+	uint64_t prepared_ns;
 	int status[2], err, st;
 	unsigned timeout = (spec->ready_timeout_ms ? spec->ready_timeout_ms :
 			    60000) + CREATE_SLACK_MS;
@@ -295,6 +324,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 			remove_dir_keep_error(dir);
 		return err;
 	}
+	prepared_ns = mono_ns();
 	if (pipe2(status, O_CLOEXEC) < 0)
 		return fb_errorf(-errno, "pipe: %s", strerror(errno));
 	pid = fork();
@@ -325,7 +355,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 			/* Attached (run): it ends with its creator. */
 			if (spec->attached)
 				prctl(PR_SET_PDEATHSIG, SIGTERM);
-			vmm_main(spec, dir, status[1]);
+			vmm_main(spec, dir, status[1], prepared_ns);
 		}
 		/* Attached: stay its parent until it ends, and die with
 		 * ours (then the VMM gets SIGTERM and stops its guest). */

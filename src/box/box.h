@@ -11,7 +11,8 @@
  *   vmm.log      the VMM process's own messages
  *   vsock.sock   the host end of the box's vsock (hybrid protocol)
  *   disk/        its root disk (src/box/rootdisk.h), if made from an image
- *   image-config.json  that image's defaults (Env, WorkingDir, Cmd...) */
+ *   image-config.json  that image's defaults (Env, WorkingDir, Cmd...)
+ *   trace        when each step on the way to ready happened (trace.h) */
 #ifndef FB_BOX_BOX_H
 #define FB_BOX_BOX_H
 

@@ -79,6 +79,7 @@ static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
 		{ .fd = b->exited_efd, .events = POLLIN },
 	};
 	struct fb_agent_hello hello;
+	struct fb_agent_boot boot;
 	double left = timeout_ms - (now_ms() - t0);
 	int n, err;
 
@@ -96,11 +97,14 @@ static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
 		return fb_errorf(-ETIMEDOUT, "the box's agent did not say "
 				 "hello within %u ms", timeout_ms);
 	left = timeout_ms - (now_ms() - t0);
-	err = fb_agent_accept_hello(b->ready_listen_fd,
-				    left < 1 ? 1 : (int)left, &hello);
+	err = fb_agent_accept_ready(b->ready_listen_fd,
+				    left < 1 ? 1 : (int)left, &hello, &boot);
 	if (err < 0)
 		return err;
-	b->ready_ms = now_ms() - t0;
+	b->hello_at_ms = now_ms();
+	b->ready_ms = b->hello_at_ms - t0;
+	b->guest_hello_ns = hello.boottime_ns;
+	memcpy(b->guest_boot_ns, boot.ns, sizeof(b->guest_boot_ns));
 	return 0;
 }
 
@@ -160,6 +164,7 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 	double t = now_ms();
 	int err;
 
+	b->launch_at_ms = t;
 	/* The jail (src/jail/jail.h): its cgroup and namespaces before the
 	 * VM exists (one thread yet; guest memory charged to the box from
 	 * its first page), the rest once everything privileged is done

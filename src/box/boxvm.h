@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "forkbox/agent_proto.h"
 #include "forkbox/forkbox.h"
 #include "snapshot/layers.h"
 
@@ -79,6 +80,13 @@ struct fb_box_vm {
 	double ready_ms;            /* VMM start to the agent's hello */
 	/* When each step of fb_box_vm_launch ended, ms from its start. */
 	double launch_ms[FB_LAUNCH_STEPS];
+	/* For the boot trace (src/box/trace.h), CLOCK_MONOTONIC ms: when
+	 * fb_box_vm_launch started and when the agent's hello arrived (0:
+	 * not yet); the guest's CLOCK_BOOTTIME (ns) at its hello and at each
+	 * fb_agent_boot_mark (0: not passed, or an older agent). */
+	double launch_at_ms, hello_at_ms;
+	uint64_t guest_hello_ns;
+	uint64_t guest_boot_ns[FB_AGENT_BOOT_MARKS];
 	/* The snapshot the guest memory last matched (taken or restored
 	 * from): a diff snapshot's parent. Empty if none. */
 	char last_snapshot[PATH_MAX];

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "box/box.h"
+#include "box/trace.h"
 #include "jail/jail.h"
 #include "cli/commands.h"
 #include "cli/exec_opts.h"
@@ -42,6 +43,10 @@ static void usage(FILE *f)
 "  --console         copy the guest console to stderr as it boots\n"
 "  --keep-log        keep the box's directory (console log) afterwards\n"
 "  --stats           print boot-to-ready and command times to stderr\n"
+"  --trace           print each phase of the way to a ready box and CMD's\n"
+"                    exit to stderr, with its time (ms from forkbox run's\n"
+"                    start, + the phase's own); guest times are aligned on\n"
+"                    the agent's hello by the guest's boot clock\n"
 "  --no-jail         run the VMM without its jail (seccomp, namespaces,\n"
 "                    cgroup, own uid): for debugging only\n"
 "\n"
@@ -56,6 +61,50 @@ static double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* What --trace prints: the CLI's own phases around the VMM's and the
+ * guest's (box/trace.h, read from the box's directory), all as ms from
+ * the command's start. */
+struct run_trace {
+	double t0, checked, created, exec_done; /* CLOCK_MONOTONIC ms */
+};
+
+static void trace_line(const struct fb_trace_phase *ph, const double *prev)
+{
+	char at[32], plus[32] = "";
+
+	snprintf(at, sizeof(at), "%s%.1f", ph->approx ? "~" : "", ph->ms);
+	if (prev)
+		snprintf(plus, sizeof(plus), "%+.1f", ph->ms - *prev);
+	fprintf(stderr, "%10s %8s  %s\n", at, plus, ph->what);
+}
+
+static void print_trace(const struct run_trace *rt, const char *dir)
+{
+	struct fb_trace_phase ph[FB_TRACE_MAX_PHASES + 4];
+	struct fb_box_trace box;
+	char why[256] = "";
+	unsigned n = 0;
+
+	if (fb_box_trace_read(dir, &box) < 0)
+		snprintf(why, sizeof(why), "%s", fb_last_error());
+	ph[n++] = (struct fb_trace_phase){ "forkbox run started", 0, false };
+	ph[n++] = (struct fb_trace_phase){ "host checked (KVM usable)",
+					   rt->checked - rt->t0, false };
+	if (!why[0])
+		n += fb_box_trace_phases(&box, rt->t0, ph + n,
+					 FB_TRACE_MAX_PHASES);
+	ph[n++] = (struct fb_trace_phase){ "box ready (the VMM said ok)",
+					   rt->created - rt->t0, false };
+	ph[n++] = (struct fb_trace_phase){ "first exec finished (CMD's exit)",
+					   rt->exec_done - rt->t0, false };
+	fprintf(stderr, "forkbox run: trace (ms from the command's start; + "
+		"the phase's own time)\n");
+	for (unsigned i = 0; i < n; i++)
+		trace_line(&ph[i], i ? &ph[i - 1].ms : NULL);
+	if (why[0])
+		fprintf(stderr, "forkbox run: no trace from the VMM: %s\n", why);
 }
 
 /* What runs, as docker has it: the image's Entrypoint, then the command
@@ -100,6 +149,7 @@ int cmd_run(int argc, char **argv)
 		{ "console", no_argument, NULL, 'C' },
 		{ "keep-log", no_argument, NULL, 'K' },
 		{ "stats", no_argument, NULL, 'S' },
+		{ "trace", no_argument, NULL, 'T' },
 		{ "no-jail", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -111,12 +161,15 @@ int cmd_run(int argc, char **argv)
 				    .image = FB_DEFAULT_IMAGE };
 	struct fb_exec_opts o = { 0 };
 	char id[FB_BOX_ID_LEN + 1], uds[PATH_MAX + 32];
-	bool keep = false, stats = false;
+	bool keep = false, stats = false, trace = false;
+	struct run_trace rt = { 0 };
 	struct fb_box_info b;
 	struct fb_image_config defaults;
 	char **cmd = NULL;
 	double t0 = now_ms(), t_ready;
 	int c, r, status;
+
+	rt.t0 = t0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -124,6 +177,7 @@ int cmd_run(int argc, char **argv)
 		case 'C': spec.console_live_fd = STDERR_FILENO; continue;
 		case 'K': keep = true; continue;
 		case 'S': stats = true; continue;
+		case 'T': trace = true; continue;
 		case 'J': spec.no_jail = true; continue;
 		case 'h': usage(stdout); return 0;
 		}
@@ -151,11 +205,13 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
+	rt.checked = now_ms();
 	fb_cli_ksm_notice("run", &spec);
 	if (fb_box_create(&spec, NULL, id) < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
+	rt.created = now_ms();
 	if (fb_box_find(id, &b) < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
@@ -167,8 +223,11 @@ int cmd_run(int argc, char **argv)
 		status = FB_EXIT_OWN_ERROR;
 	else
 		status = fb_exec_in_box("run", uds, &o, cmd);
+	rt.exec_done = now_ms();
 	free(cmd);
 	fb_image_config_free(&defaults);
+	if (trace)
+		print_trace(&rt, b.dir);
 	if (stats)
 		fprintf(stderr, "forkbox run: boot to ready %.1f ms, command "
 			"%.1f ms, total %.1f ms\n", b.ready_ms,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "util/error.h"
 #include "vmm/vm.h"
@@ -196,6 +197,26 @@ static void park(struct fb_vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* Once per vCPU: vCPU 0's first entry is when the guest starts to boot
+ * (forkbox run --trace). */
+static void note_first_run(struct fb_vcpu *vcpu)
+{
+	struct timespec t;
+
+	vcpu->entered = true;
+	if (vcpu->id != 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	__atomic_store_n(&vcpu->vm->first_run_ns,
+			 (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec,
+			 __ATOMIC_RELEASE);
+}
+
+uint64_t fb_vm_first_run_ns(struct fb_vm *vm)
+{
+	return __atomic_load_n(&vm->first_run_ns, __ATOMIC_ACQUIRE);
+}
+
 void *fb_vcpu_thread(void *arg)
 {
 	struct fb_vcpu *vcpu = arg;
@@ -211,6 +232,8 @@ void *fb_vcpu_thread(void *arg)
 			park(vcpu);
 			continue;
 		}
+		if (!vcpu->entered)
+			note_first_run(vcpu);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR)
 				eat_kicks();

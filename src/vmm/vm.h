@@ -23,6 +23,7 @@ struct fb_vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool entered; /* has been in KVM_RUN (its own thread's flag) */
 };
 
 struct fb_console {
@@ -73,6 +74,9 @@ struct fb_vm {
 	unsigned nr_parked;
 	pthread_cond_t pause_cond;
 	char exit_message[256];
+	/* CLOCK_MONOTONIC ns when vCPU 0 first entered KVM_RUN, 0 before:
+	 * the start of the guest's boot in the box's trace. Atomic. */
+	uint64_t first_run_ns;
 };
 
 /* Dirty pages since the last call, for diff snapshots: KVM's dirty log
@@ -95,5 +99,7 @@ int fb_vcpu_create(struct fb_vm *vm, unsigned id);
 void *fb_vcpu_thread(void *arg);
 void fb_vcpu_kick(struct fb_vcpu *vcpu);
 int fb_vcpu_signal_setup(void);
+/* vm->first_run_ns, from any thread. */
+uint64_t fb_vm_first_run_ns(struct fb_vm *vm);
 
 #endif

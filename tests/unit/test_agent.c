@@ -1014,6 +1014,132 @@ static void test_dial_and_ready(void **state)
 	close(rfd);
 }
 
+
+/* ---- the ready connection's BOOT_TIMES -------------------------------- */
+
+/* What a fake agent sends on the ready connection. */
+enum ready_kind {
+	READY_NEW,        /* HELLO + BOOT_TIMES, as the agent does now */
+	READY_NEWER,      /* ... with more marks than this host knows */
+	READY_OLD,        /* HELLO only, then close: an agent from before */
+	READY_SHORT,      /* BOOT_TIMES counting more marks than it holds */
+	READY_TRAILING,   /* BOOT_TIMES with a byte past its marks */
+	READY_OVER_CAP,   /* BOOT_TIMES counting past FB_AGENT_MAX_BOOT_MARKS */
+	READY_OTHER_TYPE, /* something else after the HELLO */
+};
+
+static const uint64_t boot_marks[6] = { 40000000, 41500000, 55000000,
+					60750000, 61000000, 62000000 };
+
+static int send_boot_times(int c, uint32_t count, uint32_t marks, bool extra)
+{
+	uint8_t buf[4 + 8 * 8 + 1];
+	struct fb_agent_enc e;
+
+	fb_enc_init(&e, buf, sizeof(buf));
+	fb_enc_u32(&e, count);
+	for (uint32_t i = 0; i < marks; i++)
+		fb_enc_u64(&e, boot_marks[i]);
+	if (extra)
+		fb_enc_raw(&e, "x", 1);
+	return fbg_send(c, FB_AGENT_BOOT_TIMES, buf, e.len);
+}
+
+static int fake_ready_agent(const struct sockaddr_un *a, enum ready_kind kind)
+{
+	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (connect(c, (const struct sockaddr *)a, sizeof(*a)) < 0)
+		return 2;
+	switch (kind) {
+	case READY_NEW:
+		return fbg_send_ready_hello(c, boot_marks, FB_AGENT_BOOT_MARKS) < 0;
+	case READY_NEWER:
+		return fbg_send_ready_hello(c, boot_marks, 6) < 0;
+	case READY_OLD:
+		return fbg_send_hello(c) < 0;
+	case READY_SHORT:
+		return fbg_send_hello(c) < 0 || send_boot_times(c, 3, 2, false) < 0;
+	case READY_TRAILING:
+		return fbg_send_hello(c) < 0 || send_boot_times(c, 2, 2, true) < 0;
+	case READY_OVER_CAP:
+		return fbg_send_hello(c) < 0 ||
+		       send_boot_times(c, FB_AGENT_MAX_BOOT_MARKS + 1, 4, false) < 0;
+	case READY_OTHER_TYPE:
+		return fbg_send_hello(c) < 0 || fbg_send_ok(c, 0, "hi") < 0;
+	}
+	return 3;
+}
+
+/* One ready connection from a fake agent of that kind, read by
+ * fb_agent_accept_ready (or, without boot, fb_agent_accept_hello). */
+static int accept_from(enum ready_kind kind, struct fb_agent_hello *h,
+		       struct fb_agent_boot *boot)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int rfd, err, st;
+	pid_t pid;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s/ready.sock", tmpdir);
+	unlink(a.sun_path);
+	rfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(rfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(rfd, 4), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		exit(fake_ready_agent(&a, kind));
+	memset(h, 0, sizeof(*h));
+	err = boot ? fb_agent_accept_ready(rfd, HELLO_MS, h, boot) :
+		     fb_agent_accept_hello(rfd, HELLO_MS, h);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	/* The agent's sends may fail once we closed: only a crash counts. */
+	assert_true(WIFEXITED(st));
+	close(rfd);
+	if (!err)
+		assert_int_equal(h->pid, (uint32_t)pid);
+	return err;
+}
+
+static void test_ready_boot_times(void **state)
+{
+	struct fb_agent_hello h;
+	struct fb_agent_boot boot;
+
+	/* HELLO as always, then the marks. */
+	memset(&boot, 0xff, sizeof(boot));
+	if (accept_from(READY_NEW, &h, &boot) != 0)
+		fail_msg("accept_ready: %s", fb_last_error());
+	assert_int_equal(h.version, FB_AGENT_VERSION);
+	assert_true(h.boottime_ns > 0);
+	for (unsigned i = 0; i < FB_AGENT_BOOT_MARKS; i++)
+		assert_int_equal(boot.ns[i], boot_marks[i]);
+
+	/* A newer agent's extra marks are read and left. */
+	memset(&boot, 0xff, sizeof(boot));
+	assert_int_equal(accept_from(READY_NEWER, &h, &boot), 0);
+	for (unsigned i = 0; i < FB_AGENT_BOOT_MARKS; i++)
+		assert_int_equal(boot.ns[i], boot_marks[i]);
+
+	/* An older agent closes after its HELLO: ready, no marks. */
+	memset(&boot, 0xff, sizeof(boot));
+	assert_int_equal(accept_from(READY_OLD, &h, &boot), 0);
+	for (unsigned i = 0; i < FB_AGENT_BOOT_MARKS; i++)
+		assert_int_equal(boot.ns[i], 0);
+
+	/* An older host reads the HELLO and closes: the new agent's HELLO
+	 * is what it always was. */
+	assert_int_equal(accept_from(READY_NEW, &h, NULL), 0);
+	assert_int_equal(h.version, FB_AGENT_VERSION);
+
+	/* Malformed marks are a protocol error, not a guess. */
+	assert_int_equal(accept_from(READY_SHORT, &h, &boot), -EPROTO);
+	assert_int_equal(accept_from(READY_TRAILING, &h, &boot), -EPROTO);
+	assert_int_equal(accept_from(READY_OVER_CAP, &h, &boot), -EPROTO);
+	assert_int_equal(accept_from(READY_OTHER_TYPE, &h, &boot), -EPROTO);
+	assert_non_null(strstr(fb_last_error(), "BOOT_TIMES"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1036,6 +1162,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_exec_stream),
 		cmocka_unit_test(test_reinject),
 		cmocka_unit_test(test_dial_and_ready),
+		cmocka_unit_test(test_ready_boot_times),
 	};
 
 	rec = mmap(NULL, sizeof(*rec), PROT_READ | PROT_WRITE,
