@@ -44,7 +44,8 @@ typedef void (*fb_channel_fn)(void *opaque, uint8_t byte);
 struct fb_vm_config {
 	unsigned cpus;         /* 1..255 */
 	uint64_t mem_mib;
-	const char *kernel;    /* bzImage */
+	const char *kernel;    /* bzImage, or ELF vmlinux with a PVH
+				* entry (told apart by magic) */
 	const char *initrd;    /* may be NULL */
 	const char *cmdline;
 	int console_log_fd;    /* the guest console (COM1) goes here, or -1 */
@@ -121,8 +122,10 @@ struct fb_run_result {
 int fb_run(const struct fb_run_config *cfg, struct fb_run_result *result);
 
 /* Default paths: $FORKBOX_HOME (default ~/.local/share/forkbox), the guest
- * kernel in $FORKBOX_HOME/kernels/default/vmlinuz, the initramfs next to
- * the forkbox binary or in $FORKBOX_HOME. Each writes into buf. */
+ * kernel ($FORKBOX_KERNEL, else $FORKBOX_HOME/kernels/default/vmlinux
+ * where `forkbox kernel extract` made it, else vmlinuz there), the
+ * initramfs next to the forkbox binary or in $FORKBOX_HOME. Each writes
+ * into buf. */
 int fb_home_dir(char *buf, size_t len);
 int fb_default_kernel(char *buf, size_t len);
 int fb_default_initrd(char *buf, size_t len);

@@ -41,6 +41,11 @@ int fb_default_kernel(char *buf, size_t len)
 	err = fb_home_dir(home, sizeof(home));
 	if (err < 0)
 		return err;
+	/* The vmlinux that `forkbox kernel extract` made from the bzImage
+	 * boots without decompressing itself in the guest (PVH). */
+	err = join(buf, len, home, "/kernels/default/vmlinux");
+	if (!err && access(buf, R_OK) == 0)
+		return 0;
 	err = join(buf, len, home, "/kernels/default/vmlinuz");
 	if (!err && access(buf, R_OK) != 0)
 		return fb_errorf(-ENOENT, "no guest kernel at %s: run `make "

@@ -36,6 +36,8 @@ static const struct command commands[] = {
 	{ "host", cmd_host, "host settings for every box: host ksm on|off|"
 			    "status" },
 	{ "initramfs", cmd_initramfs, "build forkbox's guest initramfs" },
+	{ "kernel", cmd_kernel, "unpack a bzImage into a vmlinux that boots "
+				"faster (PVH); kernel info" },
 };
 
 static void usage(FILE *f)

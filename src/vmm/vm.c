@@ -14,6 +14,7 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/kernel.h"
 #include "arch/x86/layout.h"
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
@@ -349,8 +350,9 @@ static int setup_boot(struct fb_vm *vm)
 	};
 	struct fb_acpi_layout layout;
 	struct fb_linux_boot boot;
+	struct fb_x86_start start;
 	uint8_t *area;
-	uint64_t entry;
+	bool pvh;
 	int err;
 
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
@@ -369,14 +371,21 @@ static int setup_boot(struct fb_vm *vm)
 		.cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : "",
 		.rsdp_addr = layout.rsdp,
 	};
-	err = fb_x86_load_linux(&vm->mem, &boot, &entry);
+	/* An ELF vmlinux boots through its PVH entry, a bzImage through
+	 * the 64-bit boot protocol: the file's magic decides. */
+	err = fb_x86_load_kernel(&vm->mem, &boot, &start);
 	if (err < 0)
 		return err;
-	err = fb_x86_write_boot_tables(&vm->mem);
+	pvh = start.kind == FB_KERNEL_ELF_PVH;
+	err = fb_x86_write_boot_tables(&vm->mem, pvh);
 	if (err < 0)
 		return err;
-	return fb_x86_vcpu_set_boot_regs(vm->vcpus[0].fd, entry,
-					 FB_ZERO_PAGE_ADDR);
+	if (pvh)
+		return fb_x86_vcpu_set_pvh_regs(vm->vcpus[0].fd,
+						(uint32_t)start.entry,
+						(uint32_t)start.boot_info);
+	return fb_x86_vcpu_set_boot_regs(vm->vcpus[0].fd, start.entry,
+					 start.boot_info);
 }
 
 static int setup_vcpus(struct fb_vm *vm)

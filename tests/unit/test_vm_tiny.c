@@ -1,6 +1,8 @@
 /* The VMM end to end on this host's own KVM (KVM-PVM included), with the
  * tiny guest of tests/guest/tiny.S: each way a guest can end, the run
- * channel, a hostile frame, a deadline, and SMP set-up. */
+ * channel, a hostile frame, a deadline, and SMP set-up; and with its ELF
+ * twin tests/guest/tiny-pvh.S, the PVH entry: 32-bit protected mode, the
+ * start_info in %ebx, the memory map, RSDP and initrd it names. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,6 +25,24 @@ static const char *tiny(void)
 	const char *p = getenv("TINY_GUEST");
 
 	return p ? p : "build/tests/tiny-guest.bin";
+}
+
+/* The ELF twin: TINY_PVH_GUEST, else tiny-pvh.elf beside the tiny
+ * guest. */
+static const char *tiny_pvh(void)
+{
+	static char path[512];
+	const char *p = getenv("TINY_PVH_GUEST");
+	char *slash;
+
+	if (p && *p)
+		return p;
+	snprintf(path, sizeof(path), "%s", tiny());
+	slash = strrchr(path, '/');
+	snprintf(slash ? slash + 1 : path,
+		 sizeof(path) - (size_t)(slash ? slash + 1 - path : 0),
+		 "tiny-pvh.elf");
+	return path;
 }
 
 /* Boots the tiny guest with cmdline; returns its exit and its console. */
@@ -153,6 +173,108 @@ static void test_bad_kernel(void **state)
 	close(fd);
 	assert_int_equal(fb_vm_create(&cfg, &vm), -ENOEXEC);
 	assert_non_null(strstr(fb_last_error(), path));
+	unlink(path);
+}
+
+/* Boots kernel with cmdline and initrd (may be NULL). */
+static enum fb_vm_exit_reason boot_kernel(const char *kernel,
+					  const char *cmdline,
+					  const char *initrd, unsigned cpus,
+					  unsigned timeout_ms, char *console,
+					  size_t console_len)
+{
+	int log = memfd_create("console", 0);
+	struct fb_vm_config cfg = {
+		.cpus = cpus, .mem_mib = 32, .kernel = kernel,
+		.initrd = initrd, .cmdline = cmdline, .console_log_fd = log,
+		.console_live_fd = -1, .timeout_ms = timeout_ms,
+	};
+	struct fb_vm_exit ex;
+	struct fb_vm *vm;
+	ssize_t n;
+
+	assert_true(log >= 0);
+	if (fb_vm_create(&cfg, &vm) < 0)
+		fail_msg("fb_vm_create %s: %s", kernel, fb_last_error());
+	assert_int_equal(fb_vm_run(vm, &ex), 0);
+	fb_vm_destroy(vm);
+	n = pread(log, console, console_len - 1, 0);
+	assert_true(n >= 0);
+	console[n] = '\0';
+	close(log);
+	return ex.reason;
+}
+
+/* The PVH entry on real KVM: the guest runs 32-bit code with paging off,
+ * finds the start_info magic in %ebx and reads back what it names. */
+static void test_pvh_entry(void **state)
+{
+	static const char want[] =
+		"pvh magic 336ec578 version 00000001\n"
+		"mode 32 paging off\n"
+		"cmdline pvh says hi\n"
+		"memmap 00000003\n"
+		"00000000 0009fc00 00000001\n"
+		"0009fc00 00060400 00000002\n"
+		"00100000 01f00000 00000001\n"
+		"rsdp RSD PTR \n"
+		"module pvh-initrd-01234\n";
+	char initrd[] = "/tmp/fb-pvh-initrd-XXXXXX";
+	int fd = mkstemp(initrd);
+	char console[4096];
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "pvh-initrd-0123456789", 21), 21);
+	close(fd);
+	assert_int_equal(boot_kernel(tiny_pvh(), "pvh says hi", initrd, 1, 0,
+				     console, sizeof(console)),
+			 FB_VM_EXIT_POWEROFF);
+	unlink(initrd);
+	assert_string_equal(console, want);
+}
+
+static void test_pvh_smp_and_timeout(void **state)
+{
+	char console[4096];
+
+	/* No initrd: no module. The APs wait for INIT/SIPI as with a
+	 * bzImage; power-off ends every vCPU thread. */
+	assert_int_equal(boot_kernel(tiny_pvh(), "smp", NULL, 3, 0, console,
+				     sizeof(console)), FB_VM_EXIT_POWEROFF);
+	assert_non_null(strstr(console, "module none\n"));
+	assert_int_equal(boot_kernel(tiny_pvh(), "hang", NULL, 1, 300,
+				     console, sizeof(console)),
+			 FB_VM_EXIT_TIMEOUT);
+}
+
+/* The same ELF without its PVH note is refused before anything runs. */
+static void test_pvh_no_note(void **state)
+{
+	static const uint8_t note[] = { 18, 0, 0, 0, 'X', 'e', 'n', 0 };
+	char path[] = "/tmp/fb-pvh-nonote-XXXXXX";
+	struct fb_vm_config cfg = {
+		.cpus = 1, .mem_mib = 32, .kernel = path, .cmdline = "",
+		.console_log_fd = -1, .console_live_fd = -1,
+	};
+	uint8_t buf[65536], *at;
+	struct fb_vm *vm;
+	FILE *f = fopen(tiny_pvh(), "rb");
+	size_t n;
+	int fd;
+
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	at = memmem(buf, n, note, sizeof(note));
+	assert_non_null(at);
+	at[0] = 17; /* another Xen note type */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, n), (ssize_t)n);
+	close(fd);
+	assert_int_equal(fb_vm_create(&cfg, &vm), -ENOEXEC);
+	assert_non_null(strstr(fb_last_error(), path));
+	assert_non_null(strstr(fb_last_error(), "PVH"));
 	unlink(path);
 }
 
@@ -306,6 +428,9 @@ int main(void)
 		cmocka_unit_test(test_run_channel),
 		cmocka_unit_test(test_run_command_too_long),
 		cmocka_unit_test(test_hostile_frame_is_refused),
+		cmocka_unit_test(test_pvh_entry),
+		cmocka_unit_test(test_pvh_smp_and_timeout),
+		cmocka_unit_test(test_pvh_no_note),
 	};
 
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {

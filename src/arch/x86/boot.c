@@ -128,17 +128,17 @@ int fb_zero_page_fill(uint8_t *zp, const uint8_t *img,
 	return 0;
 }
 
-/* The initrd goes as high as low RAM and the kernel allow, clear of the
- * memory the kernel decompresses into. */
-static int load_initrd(const struct fb_guest_mem *mem,
-		       const struct fb_bzimage *bz, const char *path,
+int fb_x86_load_initrd(const struct fb_guest_mem *mem, const char *path,
+		       uint64_t floor, uint64_t top, uint64_t kernel_size,
 		       uint64_t *addr, uint64_t *size)
 {
-	uint64_t top = fb_guest_mem_low_end(mem), floor, at;
+	uint64_t at;
 	struct stat st;
 	void *dst;
 	int fd, err;
 
+	if (top > fb_guest_mem_low_end(mem))
+		top = fb_guest_mem_low_end(mem);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return fb_errorf(-errno, "open initrd %s: %s", path,
@@ -148,14 +148,12 @@ static int load_initrd(const struct fb_guest_mem *mem,
 				"regular file", path);
 		goto out;
 	}
-	if (bz->initrd_addr_max && top > (uint64_t)bz->initrd_addr_max + 1)
-		top = (uint64_t)bz->initrd_addr_max + 1;
-	floor = FB_KERNEL_RUN_ADDR + bz->init_size;
 	if ((uint64_t)st.st_size > top || top - (uint64_t)st.st_size < floor) {
 		err = fb_errorf(-ENOMEM, "guest memory is too small for the "
-				"kernel (%u MiB) and initrd %s (%lld MiB): give "
-				"the box more --mem", bz->init_size >> 20,
-				path, (long long)(st.st_size >> 20));
+				"kernel (%llu MiB) and initrd %s (%lld MiB): "
+				"give the box more --mem",
+				(unsigned long long)(kernel_size >> 20), path,
+				(long long)(st.st_size >> 20));
 		goto out;
 	}
 	at = (top - (uint64_t)st.st_size) & ~0xfffull;
@@ -170,6 +168,21 @@ static int load_initrd(const struct fb_guest_mem *mem,
 out:
 	close(fd);
 	return err;
+}
+
+/* The initrd goes as high as low RAM and the kernel allow, clear of the
+ * memory the kernel decompresses into. */
+static int load_initrd(const struct fb_guest_mem *mem,
+		       const struct fb_bzimage *bz, const char *path,
+		       uint64_t *addr, uint64_t *size)
+{
+	uint64_t top = fb_guest_mem_low_end(mem);
+
+	if (bz->initrd_addr_max && top > (uint64_t)bz->initrd_addr_max + 1)
+		top = (uint64_t)bz->initrd_addr_max + 1;
+	return fb_x86_load_initrd(mem, path, FB_KERNEL_RUN_ADDR +
+				  bz->init_size, top, bz->init_size, addr,
+				  size);
 }
 
 int fb_x86_load_linux(const struct fb_guest_mem *mem,

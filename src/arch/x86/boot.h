@@ -30,6 +30,8 @@
 #define FB_BP_INITRD_ADDR_MAX 0x22c
 #define FB_BP_XLOADFLAGS 0x236
 #define FB_BP_CMDLINE_SIZE 0x238
+#define FB_BP_PAYLOAD_OFFSET 0x248 /* from the protected-mode start */
+#define FB_BP_PAYLOAD_LENGTH 0x24c
 #define FB_BP_INIT_SIZE 0x260
 #define FB_BP_HDR_LIMIT 0x290 /* struct setup_header ends by here */
 #define FB_BP_HDR_MIN_END 0x268 /* and reaches at least here (2.12) */
@@ -93,6 +95,13 @@ struct fb_linux_boot {
 	const char *cmdline;
 	uint64_t rsdp_addr;
 };
+
+/* Loads the initrd at path as high as it fits below top (and low RAM's
+ * end), page-aligned, no lower than floor (the kernel's end); kernel_size
+ * only names the kernel's need in the message when RAM is too small. */
+int fb_x86_load_initrd(const struct fb_guest_mem *mem, const char *path,
+		       uint64_t floor, uint64_t top, uint64_t kernel_size,
+		       uint64_t *addr, uint64_t *size);
 
 /* Loads kernel, initrd, command line and zero page into mem; *entry gets
  * the 64-bit entry point. */

@@ -36,9 +36,10 @@
 #define APIC_MODE_NMI 0x4
 #define APIC_MODE_EXTINT 0x7
 
-#define GDT_SEL_CODE 0x10 /* __BOOT_CS */
-#define GDT_SEL_DATA 0x18 /* __BOOT_DS */
-#define GDT_SEL_TSS 0x20
+#define GDT_SEL_CODE FB_GDT_SEL_CODE
+#define GDT_SEL_DATA FB_GDT_SEL_DATA
+#define GDT_SEL_TSS FB_GDT_SEL_TSS
+#define TSS_LIMIT_PVH 0x67 /* a 32-bit TSS, as the PVH ABI asks */
 
 int fb_x86_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 {
@@ -178,13 +179,17 @@ static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
 	       (uint64_t)(limit & 0x0000ffffu);
 }
 
-int fb_x86_write_boot_tables(const struct fb_guest_mem *mem)
+int fb_x86_write_boot_tables(const struct fb_guest_mem *mem, bool pvh)
 {
-	const uint64_t gdt[] = {
+	const uint64_t gdt[FB_GDT_ENTRIES] = {
 		0, 0,
-		gdt_entry(0xa09b, 0, 0xfffff), /* 0x10: 64-bit code */
+		/* 0x10: 64-bit code (L), or 32-bit code (D/B) for PVH */
+		pvh ? gdt_entry(0xc09b, 0, 0xfffff) :
+		      gdt_entry(0xa09b, 0, 0xfffff),
 		gdt_entry(0xc093, 0, 0xfffff), /* 0x18: data */
-		gdt_entry(0x808b, 0, 0xfffff), /* 0x20: TSS (busy) */
+		/* 0x20: TSS (busy) */
+		pvh ? gdt_entry(0x008b, 0, TSS_LIMIT_PVH) :
+		      gdt_entry(0x808b, 0, 0xfffff),
 	};
 
 	/* Real mode: mov dx, RESET_PORT; mov al, RESET_VALUE; out dx, al;
@@ -200,8 +205,8 @@ int fb_x86_write_boot_tables(const struct fb_guest_mem *mem)
 	if (!err)
 		err = fb_guest_write(mem, FB_RESET_VECTOR, reset_stub,
 				     sizeof(reset_stub));
-	if (err < 0)
-		return err;
+	if (err < 0 || pvh)
+		return err; /* PVH starts with paging off */
 	pml4 = fb_gpa_ptr(mem, FB_PML4_ADDR, 4096);
 	pdpt = fb_gpa_ptr(mem, FB_PDPT_ADDR, 4096);
 	pd = fb_gpa_ptr(mem, FB_PD_ADDR, 4 * 4096);
@@ -226,12 +231,24 @@ static struct kvm_segment segment(uint16_t sel, uint8_t type, uint8_t s,
 	};
 }
 
+/* x87 and SSE as after reset. */
+static int set_boot_fpu(int vcpu_fd)
+{
+	struct kvm_fpu fpu;
+
+	memset(&fpu, 0, sizeof(fpu));
+	fpu.fcw = 0x37f;
+	fpu.mxcsr = 0x1f80;
+	if (ioctl(vcpu_fd, KVM_SET_FPU, &fpu) < 0)
+		return fb_errorf(-errno, "KVM_SET_FPU: %s", strerror(errno));
+	return 0;
+}
+
 int fb_x86_vcpu_set_boot_regs(int vcpu_fd, uint64_t entry,
 			      uint64_t zero_page)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
-	struct kvm_fpu fpu;
 
 	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
 		return fb_errorf(-errno, "KVM_GET_SREGS: %s", strerror(errno));
@@ -240,7 +257,7 @@ int fb_x86_vcpu_set_boot_regs(int vcpu_fd, uint64_t entry,
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 	sregs.tr = segment(GDT_SEL_TSS, 0xb, 0, 0, 0);
 	sregs.gdt.base = FB_GDT_ADDR;
-	sregs.gdt.limit = 5 * 8 - 1;
+	sregs.gdt.limit = FB_GDT_ENTRIES * 8 - 1;
 	sregs.idt.base = FB_IDT_ADDR;
 	sregs.idt.limit = 0;
 	sregs.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
@@ -258,10 +275,47 @@ int fb_x86_vcpu_set_boot_regs(int vcpu_fd, uint64_t entry,
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
 		return fb_errorf(-errno, "KVM_SET_REGS: %s", strerror(errno));
 
-	memset(&fpu, 0, sizeof(fpu));
-	fpu.fcw = 0x37f;
-	fpu.mxcsr = 0x1f80;
-	if (ioctl(vcpu_fd, KVM_SET_FPU, &fpu) < 0)
-		return fb_errorf(-errno, "KVM_SET_FPU: %s", strerror(errno));
-	return 0;
+	return set_boot_fpu(vcpu_fd);
+}
+
+void fb_x86_pvh_cpu_state(struct kvm_sregs *sregs, struct kvm_regs *regs,
+			  uint32_t entry, uint32_t start_info)
+{
+	sregs->cs = segment(GDT_SEL_CODE, 0xb, 1, 0, 1);
+	sregs->ds = segment(GDT_SEL_DATA, 0x3, 1, 0, 1);
+	sregs->es = sregs->fs = sregs->gs = sregs->ss = sregs->ds;
+	sregs->tr = segment(GDT_SEL_TSS, 0xb, 0, 0, 0);
+	sregs->tr.limit = TSS_LIMIT_PVH;
+	sregs->tr.g = 0;
+	sregs->gdt.base = FB_GDT_ADDR;
+	sregs->gdt.limit = FB_GDT_ENTRIES * 8 - 1;
+	sregs->idt.base = FB_IDT_ADDR;
+	sregs->idt.limit = 0;
+	/* ET is hard-wired on every CPU since the 486. */
+	sregs->cr0 = X86_CR0_PE | X86_CR0_ET;
+	sregs->cr3 = 0;
+	sregs->cr4 = 0;
+	sregs->efer = 0;
+
+	memset(regs, 0, sizeof(*regs));
+	regs->rflags = 0x2; /* the reserved bit; IF, TF, VM clear */
+	regs->rip = entry;
+	regs->rbx = start_info;
+}
+
+int fb_x86_vcpu_set_pvh_regs(int vcpu_fd, uint32_t entry,
+			     uint32_t start_info)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
+		return fb_errorf(-errno, "KVM_GET_SREGS: %s", strerror(errno));
+	fb_x86_pvh_cpu_state(&sregs, &regs, entry, start_info);
+	if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs) < 0)
+		return fb_errorf(-errno, "KVM_SET_SREGS (PVH entry state): %s",
+				 strerror(errno));
+	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
+		return fb_errorf(-errno, "KVM_SET_REGS: %s", strerror(errno));
+	return set_boot_fpu(vcpu_fd);
 }

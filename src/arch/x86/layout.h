@@ -1,15 +1,20 @@
 /* Guest-physical memory map of a forkbox x86 VM.
  *
  * Low memory holds what the 64-bit boot protocol needs (GDT, zero page,
- * page tables, command line); the BIOS area holds the ACPI tables, where
- * Linux also scans for the RSDP; the kernel loads at 1 MiB; RAM above
- * 3 GiB moves over the MMIO hole to 4 GiB. */
+ * page tables, command line), or the PVH boot (GDT, start_info, command
+ * line); the BIOS area holds the ACPI tables, where Linux also scans for
+ * the RSDP; a bzImage's kernel loads at 1 MiB, an ELF vmlinux at its own
+ * physical addresses (1 MiB or above; 16 MiB for Linux); RAM above 3 GiB
+ * moves over the MMIO hole to 4 GiB. */
 #ifndef FB_X86_LAYOUT_H
 #define FB_X86_LAYOUT_H
 
 #define FB_GDT_ADDR 0x500ull
 #define FB_IDT_ADDR 0x520ull
 #define FB_ZERO_PAGE_ADDR 0x7000ull
+/* A PVH boot has no zero page: its hvm_start_info, module list and
+ * memory map take that page instead (arch/x86/pvh.h). */
+#define FB_PVH_INFO_ADDR FB_ZERO_PAGE_ADDR
 #define FB_PML4_ADDR 0x9000ull
 #define FB_PDPT_ADDR 0xa000ull
 #define FB_PD_ADDR 0xb000ull        /* 4 pages: identity map of 4 GiB */
