@@ -1,7 +1,8 @@
 /* The host side of `forkbox snapshot`: the VMM (in its jail) can write
  * only inside its box directory, so the snapshot is made there, in a
  * directory we create for it, and then moved to where the user asked:
- * renamed where it can be, else copied (keeping the memory file sparse)
+ * renamed where it can be, else copied (util/copy.c: reflinked where it
+ * can be, the memory file kept sparse)
  * into a temporary directory beside the target and renamed. */
 #include <dirent.h>
 #include <errno.h>
@@ -45,37 +46,6 @@ static void vmm_ids(pid_t pid, uid_t *uid, gid_t *gid)
 	fclose(f);
 }
 
-static int copy_sparse(int src, int dst, const char *name)
-{
-	off_t size = lseek(src, 0, SEEK_END), data = 0, hole;
-
-	if (size < 0 || ftruncate(dst, size) < 0)
-		return fb_errorf(-errno, "size of %s: %s", name,
-				 strerror(errno));
-	while (data < size) {
-		data = lseek(src, data, SEEK_DATA);
-		if (data < 0)
-			break; /* only a hole is left */
-		hole = lseek(src, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = size;
-		while (data < hole) {
-			loff_t in = data, out = data;
-			ssize_t n = copy_file_range(src, &in, dst, &out,
-						    (size_t)(hole - data), 0);
-
-			if (n <= 0)
-				return fb_errorf(n < 0 ? -errno : -EIO,
-						 "copy %s: %s", name,
-						 n < 0 ? strerror(errno) :
-						 "short copy");
-			data += n;
-		}
-	}
-	return fsync(dst) < 0 ? fb_errorf(-errno, "fsync %s: %s", name,
-					  strerror(errno)) : 0;
-}
-
 static int copy_dir(const char *from, const char *to)
 {
 	DIR *d = opendir(from);
@@ -103,7 +73,10 @@ static int copy_dir(const char *from, const char *to)
 			err = fb_errorf(-errno, "copy %s/%s: %s", from,
 					e->d_name, strerror(errno));
 		else
-			err = copy_sparse(src, dst, e->d_name);
+			err = fb_copy_fd_cow(src, dst, NULL);
+		if (!err && fsync(dst) < 0)
+			err = fb_errorf(-errno, "fsync %s: %s", e->d_name,
+					strerror(errno));
 		if (src >= 0)
 			close(src);
 		if (dst >= 0)

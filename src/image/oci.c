@@ -166,22 +166,6 @@ oom:
 	return NULL;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void hash_zeros(struct fb_sha256 *h, uint64_t len)
 {
 	static const uint8_t zeros[4096];
@@ -250,7 +234,7 @@ static int copy_member(struct import *im, struct archive *a,
 		hash_zeros(&h, (uint64_t)off - pos);
 		fb_sha256_update(&h, buf, len);
 		pos = (uint64_t)off + len;
-		err = pwrite_all(fd, buf, len, off);
+		err = fb_pwrite_full(fd, buf, len, (uint64_t)off, fname);
 		if (err)
 			err = fb_errorf(err, "write %s/%s: %s", im->dir, fname,
 					strerror(-err));

@@ -389,7 +389,7 @@ static int random_hex(char *buf, size_t nbytes)
 	    getrandom(r, nbytes, 0) != (ssize_t)nbytes)
 		return fb_errorf(-EIO, "getrandom failed");
 	for (size_t i = 0; i < nbytes; i++)
-		sprintf(buf + 2 * i, "%02x", r[i]);
+		snprintf(buf + 2 * i, 3, "%02x", r[i]);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include "image/unpack.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #define READ_BLOCK (64u * 1024u)
 #define TAR_BLOCK 512
@@ -883,22 +884,6 @@ static int set_owner_mode(struct unpack *u, int fd, struct archive_entry *e,
 	return set_xattrs(u, fd, e);
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes the member's data at the offsets libarchive gives, so the holes
  * of a sparse member stay holes. */
 static int copy_data(struct unpack *u, int fd, struct archive_entry *e,
@@ -915,7 +900,7 @@ static int copy_data(struct unpack *u, int fd, struct archive_entry *e,
 			break;
 		if (r < ARCHIVE_WARN)
 			return archive_error(u);
-		err = pwrite_all(fd, buf, len, off);
+		err = fb_pwrite_full(fd, buf, len, (uint64_t)off, base);
 		if (err < 0) {
 			errno = -err;
 			return sys_error(u, "write", base);

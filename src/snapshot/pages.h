@@ -6,14 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/file.h"
 #include "vmm/guest_mem.h"
-
-/* pwrite/pread all of len bytes at off, or a negative errno with a
- * message naming what. A read that meets the end of the file fails. */
-int fb_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
-		   const char *what);
-int fb_pread_full(int fd, void *buf, size_t len, uint64_t off,
-		  const char *what);
 
 /* Whether the 4 KiB page at p is all zeros. */
 bool fb_page_is_zero(const uint8_t *p);

@@ -23,4 +23,11 @@ int fb_write_file_atomic(const char *path, const void *data, size_t len,
  * trailing newline removed. */
 int fb_read_text(const char *path, char *buf, size_t len);
 
+/* pwrite/pread all of len bytes at off, or a negative errno with a
+ * message naming what. A read that meets the end of the file fails. */
+int fb_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
+		   const char *what);
+int fb_pread_full(int fd, void *buf, size_t len, uint64_t off,
+		  const char *what);
+
 #endif
