@@ -34,6 +34,7 @@ const char *fb_box_state_name(enum fb_box_state s)
 	switch (s) {
 	case FB_BOX_STARTING: return "starting";
 	case FB_BOX_RUNNING: return "running";
+	case FB_BOX_PAUSED: return "paused";
 	case FB_BOX_DEAD: return "dead";
 	}
 	return "unknown";
@@ -86,6 +87,22 @@ static void write_trace(const struct fb_box_vm *b, const char *dir,
 	fb_box_trace_collect(&t, b, start_ns, prepared_ns);
 	if (fb_box_trace_write(dir, &t) < 0)
 		fprintf(stderr, "forkbox vmm: %s\n", fb_last_error());
+}
+
+/* The VMM outlives its creator, which may be a daemon with sockets,
+ * pipes and other boxes' connections open: it keeps only what the spec
+ * hands it and its status pipe. */
+static void keep_only_handed_fds(const struct fb_box_spec *spec, int status_fd)
+{
+	int keep[FB_LAYERS_MAX + 2];
+	unsigned n = 0;
+
+	keep[n++] = status_fd;
+	keep[n++] = spec->console_live_fd;
+	for (unsigned i = 0; spec->fork_layers && i < spec->fork_layers->nr &&
+	     i < FB_LAYERS_MAX; i++)
+		keep[n++] = spec->fork_layers->fds[i];
+	fb_close_fds_except(keep, n);
 }
 
 /* The detached VMM process: holds the box's lock for its whole life,
@@ -352,6 +369,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		}
 		vmm = fork();
 		if (vmm == 0) {
+			keep_only_handed_fds(spec, status[1]);
 			/* Attached (run): it ends with its creator. */
 			if (spec->attached)
 				prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -421,6 +439,9 @@ static void load_info(const char *home_boxes, const char *id,
 	if (lock_held(info->dir))
 		info->state = info->ready_ms >= 0 ? FB_BOX_RUNNING :
 						    FB_BOX_STARTING;
+	path_in(path, sizeof(path), info->dir, FB_BOX_PAUSED_NAME);
+	if (info->state == FB_BOX_RUNNING && access(path, F_OK) == 0)
+		info->state = FB_BOX_PAUSED;
 	if (info->state == FB_BOX_DEAD && !info->exit[0])
 		snprintf(info->exit, sizeof(info->exit), "its VMM process "
 			 "died");

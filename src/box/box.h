@@ -12,7 +12,8 @@
  *   vsock.sock   the host end of the box's vsock (hybrid protocol)
  *   disk/        its root disk (src/box/rootdisk.h), if made from an image
  *   image-config.json  that image's defaults (Env, WorkingDir, Cmd...)
- *   trace        when each step on the way to ready happened (trace.h) */
+ *   trace        when each step on the way to ready happened (trace.h)
+ *   paused       present while the box is paused (forkbox pause) */
 #ifndef FB_BOX_BOX_H
 #define FB_BOX_BOX_H
 
@@ -24,10 +25,12 @@
 #include "box/boxvm.h"
 
 #define FB_BOX_IMAGE_CONFIG "image-config.json"
+#define FB_BOX_PAUSED_NAME "paused"
 
 enum fb_box_state {
 	FB_BOX_STARTING,
 	FB_BOX_RUNNING,
+	FB_BOX_PAUSED,   /* running, its vCPUs parked by `forkbox pause` */
 	FB_BOX_DEAD,
 };
 

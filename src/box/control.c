@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "box/box.h"
 #include "box/control.h"
 #include "devices/virtio/balloon.h"
 #include "util/error.h"
@@ -233,6 +235,23 @@ static void serve_stats(struct fb_box_vm *b, int fd)
 	reply(fd, 0, line);
 }
 
+/* "paused" in the box directory while the user has it paused, so that
+ * ps, exec and the daemon tell a paused box from a hung one. */
+static void mark_paused(struct fb_box_vm *b, bool paused)
+{
+	char path[PATH_MAX + 16];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", b->dir, FB_BOX_PAUSED_NAME);
+	if (!paused) {
+		unlink(path);
+		return;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		close(fd);
+}
+
 static void serve_one(struct fb_box_vm *b, int fd)
 {
 	char req[FB_BOX_CONTROL_MAX_LINE], detail[256] = "";
@@ -242,10 +261,14 @@ static void serve_one(struct fb_box_vm *b, int fd)
 
 	if (err < 0)
 		return;
-	if (!strcmp(req, "pause"))
+	if (!strcmp(req, "pause")) {
 		err = fb_vm_pause(b->vm);
-	else if (!strcmp(req, "resume"))
+		if (!err)
+			mark_paused(b, true);
+	} else if (!strcmp(req, "resume")) {
 		fb_vm_resume(b->vm);
+		mark_paused(b, false);
+	}
 	else if (!strncmp(req, "snapshot ", 9))
 		err = fb_box_vm_snapshot(b, req + 9, detail, sizeof(detail));
 	else if (!strcmp(req, "fork")) {

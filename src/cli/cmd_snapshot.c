@@ -25,7 +25,9 @@ static int call(const char *cmd, const char *ref, const char *request,
 		fprintf(stderr, "forkbox %s: %s\n", cmd, fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
-	if (info.state != FB_BOX_RUNNING) {
+	if (info.state != FB_BOX_RUNNING &&
+	    !(info.state == FB_BOX_PAUSED && (!strcmp(request, "pause") ||
+					      !strcmp(request, "resume")))) {
 		fprintf(stderr, "forkbox %s: box %s is %s\n", cmd, info.id,
 			fb_box_state_name(info.state));
 		return FB_EXIT_OWN_ERROR;

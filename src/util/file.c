@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util/error.h"
@@ -183,4 +184,31 @@ int fb_pread_full(int fd, void *buf, size_t len, uint64_t off,
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+void fb_close_fds_except(const int *keep, unsigned n)
+{
+	int sorted[64];
+	unsigned m = 0;
+	int from = 3;
+
+	for (unsigned i = 0; i < n && m < 64; i++)
+		if (keep[i] >= 3)
+			sorted[m++] = keep[i];
+	qsort(sorted, m, sizeof(sorted[0]), cmp_int);
+	/* close_range(2) closes the gaps between the kept fds. */
+	for (unsigned i = 0; i < m; i++) {
+		if (sorted[i] > from)
+			syscall(SYS_close_range, (unsigned)from,
+				(unsigned)sorted[i] - 1, 0u);
+		from = sorted[i] + 1;
+	}
+	syscall(SYS_close_range, (unsigned)from, ~0u, 0u);
 }

@@ -30,4 +30,11 @@ int fb_pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 int fb_pread_full(int fd, void *buf, size_t len, uint64_t off,
 		  const char *what);
 
+/* Closes every fd from 3 up but those in keep[0..n). A process forked
+ * from a busy caller (a daemon's threads hold sockets, pipes, other
+ * boxes' connections) calls it so that it holds nothing it was not
+ * handed: a leaked write end would keep someone's pipe from ever
+ * reaching EOF. */
+void fb_close_fds_except(const int *keep, unsigned n);
+
 #endif
