@@ -19,7 +19,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(B)/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-all: $(B)/forkbox $(B)/forkbox-init $(B)/initramfs.cpio $(B)/tests/tiny-guest.bin \
+all: $(B)/forkbox $(B)/forkboxd $(B)/forkbox-init $(B)/initramfs.cpio $(B)/tests/tiny-guest.bin \
      $(B)/tests/tiny-pvh.elf $(B)/lab-init
 
 $(B)/%.o: %.c
@@ -32,6 +32,12 @@ $(B)/libforkbox.a: $(LIB_OBJS)
 
 $(B)/forkbox: $(CLI_OBJS) $(B)/libforkbox.a
 	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
+
+# forkboxd: the daemon (src/daemon/), over the same library.
+DAEMON_SRCS := $(wildcard src/daemon/*.c)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(B)/%.o)
+$(B)/forkboxd: $(DAEMON_OBJS) $(B)/libforkbox.a
+	$(CC) $(ALLCFLAGS) -o $@ $^ -lmicrohttpd $(LDLIBS)
 
 # The guest's PID 1 (with the vsock agent) is static: the initramfs has no
 # libc of its own. Never sanitized: it runs in the guest, not in the VMM.
@@ -105,7 +111,7 @@ $(B)/tests/test_agent: tests/unit/test_agent.c $(AGENT_HOST_OBJS) $(B)/libforkbo
 setup:
 	scripts/setup
 
-unit: $(UNIT_BINS) $(B)/tests/tiny-guest.bin $(B)/tests/tiny-pvh.elf $(B)/forkbox
+unit: $(UNIT_BINS) $(B)/tests/tiny-guest.bin $(B)/tests/tiny-pvh.elf $(B)/forkbox $(B)/forkboxd
 	B=$(B) tests/run-unit
 
 # Every test: unit tests, the tiny guest on this host's KVM, then real Linux
@@ -136,7 +142,7 @@ clean:
 	rm -rf build build-asan build-dev
 
 .PHONY: all setup unit unit-asan test test-asan demo bench clean vmlinux
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d)
 
 # ---- fuzzing (clang + libFuzzer) -------------------------------------------
 # `make fuzz` builds every target in tests/fuzz/ with clang and
