@@ -206,7 +206,7 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 		    struct fb_box_vm **out)
 {
-	char kernel[PATH_MAX], initrd[PATH_MAX];
+	char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[256];
 	struct fb_disk *disks[FB_VM_MAX_DISKS];
 	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
@@ -232,13 +232,18 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 			fb_disk_close(disks[i]);
 		goto fail;
 	}
+	/* With KSM, no KASLR in the guest: each box's kernel would be
+	 * relocated to its own random place, and its text, data and page
+	 * tables would differ from every other box's, page for page. */
+	snprintf(cmdline, sizeof(cmdline), "%s%s%s", AGENT_CMDLINE,
+		 b->root_disk ? " " FB_CMDLINE_ROOT "vda" : "",
+		 fb_ksm_wanted(spec->ksm) ? " nokaslr" : "");
 	vmc = (struct fb_vm_config){
 		.cpus = spec->cpus ? spec->cpus : 1,
 		.mem_mib = spec->mem_mib ? spec->mem_mib : 256,
 		.kernel = spec->kernel ? spec->kernel : kernel,
 		.initrd = spec->initrd ? spec->initrd : initrd,
-		.cmdline = b->root_disk ? AGENT_CMDLINE " " FB_CMDLINE_ROOT "vda" :
-			   AGENT_CMDLINE,
+		.cmdline = cmdline,
 		.console_log_fd = fileno(b->console_log),
 		.console_live_fd = spec->console_live_fd,
 		.rng = true,
