@@ -30,8 +30,9 @@ $(B)/libforkbox.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+# libcurl is the CLI's alone (its client of forkboxd, src/cli/daemon_client.c).
 $(B)/forkbox: $(CLI_OBJS) $(B)/libforkbox.a
-	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -o $@ $^ -lcurl $(LDLIBS)
 
 # forkboxd: the daemon (src/daemon/), over the same library.
 DAEMON_SRCS := $(wildcard src/daemon/*.c)

@@ -4,12 +4,15 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "box/box.h"
 #include "cli/commands.h"
+#include "cli/daemon_client.h"
 #include "cli/options.h"
+#include "cli/via_daemon.h"
 #include "host/ksm.h"
 #include "util/file.h"
 
@@ -102,6 +105,100 @@ void fb_cli_ksm_notice(const char *cmd, const struct fb_box_spec *spec)
 			(long long)st.run);
 }
 
+static void create_help(void)
+{
+	printf("usage: forkbox create [--name NAME] [--cpus N] [--mem MiB] "
+	       "[--image NAME]\n"
+	       "                      [--disk FILE[,ro]]... [--ksm] "
+	       "[--no-jail]\n"
+	       "                      [--timeout S] [--idle-timeout S]\n"
+	       "       forkbox create --pool NAME [--timeout S] "
+	       "[--idle-timeout S]\n\n"
+	       "Boots a box that runs on in the background, waits until its "
+	       "agent is\nready and prints its id. Use it with forkbox exec, "
+	       "cp, logs, stop and rm.\n"
+	       "Defaults: 1 vCPU, 256 MiB, image base.\n"
+	       "--image NAME: the root disk, a copy-on-write view of image "
+	       "NAME\n"
+	       "(forkbox image ls; base and python are built on first use); "
+	       "none: the initramfs is the root.\n"
+	       "--disk FILE[,ro]: an extra disk, the file used in place "
+	       "(repeatable).\n"
+	       "--ksm: the box's memory is mergeable by KSM (pages equal to "
+	       "other boxes'\n"
+	       "shared once they are found; forkbox host ksm on starts the "
+	       "host's scanner).\n"
+	       "FORKBOX_KSM=1 means --ksm for every box (restored and forked "
+	       "ones too).\n"
+	       "Its VMM runs jailed (docs/SECURITY.md); --no-jail is for "
+	       "debugging only.\n\n"
+	       "When forkboxd runs (on $FORKBOX_SOCKET, else "
+	       "$FORKBOX_HOME/forkboxd.sock), the\n"
+	       "box is made through it, so that its metrics and lifetimes "
+	       "see the box. Not\n"
+	       "with --kernel, --initrd, --disk, --no-jail, FORKBOX_KERNEL or "
+	       "FORKBOX_INITRD,\n"
+	       "which its API cannot carry, nor with FORKBOX_NO_DAEMON=1: the "
+	       "box is then made\nhere, as without the daemon. These need "
+	       "forkboxd:\n"
+	       "--pool NAME: a ready box from the warm pool NAME (forkbox "
+	       "pool), a fork of its\n"
+	       "template; its image, cpus and mem are the pool's.\n"
+	       "--timeout S: forkboxd removes the box S seconds after it was "
+	       "made (0: never);\n"
+	       "--idle-timeout S: ... or S seconds after its last request to "
+	       "forkboxd (forkbox\n"
+	       "exec and cp go to the box directly: they do not count). A box "
+	       "made with them\n"
+	       "boots on forkboxd's kernel and initramfs, whatever "
+	       "FORKBOX_KERNEL and\nFORKBOX_INITRD say here.\n");
+}
+
+/* The long name of a flag, for messages. */
+static const char *flag_name(const struct option *opts, int c)
+{
+	for (; opts->name; opts++)
+		if (opts->val == c)
+			return opts->name;
+	return "?";
+}
+
+/* A flag for which forkboxd's API has no field: the box is made here. */
+static const char *direct_flag(const struct fb_box_spec *spec)
+{
+	if (spec->kernel)
+		return "--kernel";
+	if (spec->initrd)
+		return "--initrd";
+	if (spec->nr_disks)
+		return "--disk";
+	if (spec->no_jail)
+		return "--no-jail";
+	return NULL;
+}
+
+/* The daemon boots on its own kernel and initramfs, whatever ours say. */
+static bool direct_env(void)
+{
+	const char *kernel = getenv("FORKBOX_KERNEL");
+	const char *initrd = getenv("FORKBOX_INITRD");
+
+	return (kernel && kernel[0]) || (initrd && initrd[0]);
+}
+
+static int create_here(const struct fb_box_spec *spec, const char *name)
+{
+	char id[FB_BOX_ID_LEN + 1];
+
+	if (fb_host_check() < 0)
+		return fail("create");
+	fb_cli_ksm_notice("create", spec);
+	if (fb_box_create(spec, name, id) < 0)
+		return fail("create");
+	printf("%s\n", id);
+	return 0;
+}
+
 int cmd_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -114,20 +211,46 @@ int cmd_create(int argc, char **argv)
 		{ "disk", required_argument, NULL, 'D' },
 		{ "ksm", no_argument, NULL, FB_CLI_OPT_KSM },
 		{ "no-jail", no_argument, NULL, 'J' },
+		{ "pool", required_argument, NULL, 'P' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "idle-timeout", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fb_box_spec spec = { .cpus = 1, .mem_mib = 256,
 				    .console_live_fd = -1,
 				    .image = FB_DEFAULT_IMAGE };
-	char id[FB_BOX_ID_LEN + 1];
-	const char *name = NULL;
+	struct fb_cli_daemon_create req = { .spec = &spec, .timeout_s = -1,
+					    .idle_timeout_s = -1 };
+	/* The first flag that sets the box up itself (a pool's box is the
+	 * pool's), and the first that only forkboxd can do. */
+	const char *box_flag = NULL, *daemon_flag = NULL;
+	uint64_t v;
 	int c, r;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'P' || c == 'T' || c == 'L') {
+			if (!daemon_flag)
+				daemon_flag = flag_name(opts, c);
+			if (c == 'P') {
+				req.pool = optarg;
+				continue;
+			}
+			if (fb_cli_uint("create", c == 'T' ? "--timeout" :
+					"--idle-timeout", optarg, 0,
+					365ull * 86400, &v))
+				return 2;
+			if (c == 'T')
+				req.timeout_s = (long)v;
+			else
+				req.idle_timeout_s = (long)v;
+			continue;
+		}
+		if (c != 'h' && c != '?' && !box_flag)
+			box_flag = flag_name(opts, c);
 		if (c == 'n') {
-			name = optarg;
+			req.name = optarg;
 			continue;
 		}
 		if (c == 'J') {
@@ -139,28 +262,7 @@ int cmd_create(int argc, char **argv)
 			continue;
 		}
 		if (c == 'h') {
-			printf("usage: forkbox create [--name NAME] [--cpus N] "
-			       "[--mem MiB] [--image NAME]\n"
-			       "                      [--disk FILE[,ro]]... "
-			       "[--ksm] [--no-jail]\n\nBoots a box that runs on in "
-			       "the background, waits until its agent is\n"
-			       "ready and prints its id. Use it with forkbox "
-			       "exec, cp, logs, stop and rm.\n"
-			       "Defaults: 1 vCPU, 256 MiB, image base.\n"
-			       "--image NAME: the root disk, a copy-on-write "
-			       "view of image NAME\n"
-			       "(forkbox image ls; base and python are built on "
-			       "first use); none: the initramfs is the root.\n"
-			       "--disk FILE[,ro]: an extra disk, the file used "
-			       "in place (repeatable).\n"
-			       "--ksm: the box's memory is mergeable by KSM "
-			       "(pages equal to other boxes'\n"
-			       "shared once they are found; forkbox host ksm "
-			       "on starts the host's scanner).\n"
-			       "FORKBOX_KSM=1 means --ksm for every box "
-			       "(restored and forked ones too).\n"
-			       "Its VMM runs jailed (docs/SECURITY.md); "
-			       "--no-jail is for debugging only.\n");
+			create_help();
 			return 0;
 		}
 		r = fb_cli_box_option("create", c, optarg, &spec);
@@ -177,13 +279,29 @@ int cmd_create(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (fb_host_check() < 0)
-		return fail("create");
-	fb_cli_ksm_notice("create", &spec);
-	if (fb_box_create(&spec, name, id) < 0)
-		return fail("create");
-	printf("%s\n", id);
-	return 0;
+	if (req.pool && box_flag) {
+		fprintf(stderr, "forkbox create: --pool: a pool's box comes as "
+			"the pool made it; --%s cannot go with it\n", box_flag);
+		return 2;
+	}
+	if (daemon_flag && direct_flag(&spec)) {
+		fprintf(stderr, "forkbox create: --%s needs forkboxd, whose "
+			"API has no %s\n", daemon_flag, direct_flag(&spec));
+		return 2;
+	}
+	if (daemon_flag) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "--%s", daemon_flag);
+		if (!fb_daemon_running())
+			return fb_daemon_required("create", what);
+	} else if (direct_flag(&spec) || direct_env() ||
+		   !fb_daemon_running()) {
+		return create_here(&spec, req.name);
+	}
+	if (!req.pool)
+		fb_cli_ksm_notice("create", &spec);
+	return fb_cli_daemon_create(&req);
 }
 
 static void json_string(const char *s)
@@ -333,7 +451,9 @@ int cmd_rm(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
 		printf("usage: forkbox rm [-f] BOX\n\nRemoves a stopped or "
 		       "dead box and its files; -f stops a running one "
-		       "first.\n");
+		       "first.\nWhen forkboxd runs (and FORKBOX_NO_DAEMON is "
+		       "not 1), the box is removed\nthrough it (DELETE "
+		       "/v1/boxes/BOX), so that it forgets the box too.\n");
 		return 0;
 	}
 	if (argc > 1 && !strcmp(argv[1], "-f")) {
@@ -343,6 +463,10 @@ int cmd_rm(int argc, char **argv)
 	r = one_box("rm", argc, argv, first, &info);
 	if (r)
 		return r;
+	/* The daemon's delete stops a live box: only rm -f may ask for it.
+	 * A live box without -f is refused here, by the library. */
+	if ((force || info.state == FB_BOX_DEAD) && fb_daemon_running())
+		return fb_cli_daemon_rm(info.id);
 	if (fb_box_remove(&info, force) < 0)
 		return fail("rm");
 	return 0;

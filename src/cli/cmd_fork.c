@@ -5,7 +5,10 @@
 
 #include "box/box.h"
 #include "cli/commands.h"
+#include "cli/daemon_client.h"
 #include "cli/options.h"
+#include "cli/via_daemon.h"
+#include "host/ksm.h"
 
 int cmd_fork(int argc, char **argv)
 {
@@ -52,7 +55,15 @@ int cmd_fork(int argc, char **argv)
 			       "and the\nlayers and mappings the children share."
 			       "\n\nA parent's diff snapshots need a full "
 			       "snapshot after a fork. A box restored\nwith "
-			       "--memory uffd cannot fork.\n");
+			       "--memory uffd cannot fork.\n\n"
+			       "When forkboxd runs, the fork goes through it "
+			       "(POST /v1/boxes/BOX/fork),\nso that its "
+			       "metrics and lifetimes see the children; not "
+			       "with --no-jail\nor FORKBOX_KSM=1, which its "
+			       "API cannot carry, nor with "
+			       "FORKBOX_NO_DAEMON=1.\n"
+			       "--json then has parent, children, pause_ms and "
+			       "total_ms only.\n");
 			return 0;
 		default:
 			fprintf(stderr, "forkbox fork: see forkbox fork "
@@ -74,6 +85,10 @@ int cmd_fork(int argc, char **argv)
 			fb_box_state_name(info.state));
 		return FB_EXIT_OWN_ERROR;
 	}
+	/* FORKBOX_KSM=1 here asks for KSM in the children, which the
+	 * daemon's fork cannot be told. */
+	if (!spec.no_jail && !fb_ksm_wanted(false) && fb_daemon_running())
+		return fb_cli_daemon_fork(info.id, (unsigned)n, json);
 	err = fb_box_fork(&info, (unsigned)n, &spec, &res);
 	if (json) {
 		printf("{\"parent\": \"%s\", \"children\": [", info.id);

@@ -31,6 +31,7 @@ int cmd_balloon(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_kernel(int argc, char **argv);
+int cmd_pool(int argc, char **argv);
 
 /* The image a box's root disk comes from unless --image says otherwise. */
 #define FB_DEFAULT_IMAGE "base"

@@ -29,6 +29,7 @@ static const struct command commands[] = {
 				  "target" },
 	{ "stats", cmd_stats, "a running box's memory: balloon, guest, host "
 			      "cost" },
+	{ "pool", cmd_pool, "warm pools of ready boxes (needs forkboxd)" },
 	{ "image", cmd_image, "build, import, list and remove root disk images" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },
 	{ "host-check", cmd_host_check, "tell whether this host's KVM can run "
@@ -51,7 +52,11 @@ static void usage(FILE *f)
 	fprintf(f, "\n`forkbox COMMAND --help` tells more. Environment: "
 		"FORKBOX_HOME (default ~/.local/share/forkbox),\n"
 		"FORKBOX_KERNEL and FORKBOX_INITRD override the guest kernel "
-		"and initramfs.\n");
+		"and initramfs.\n"
+		"When forkboxd runs (on $FORKBOX_SOCKET, else "
+		"$FORKBOX_HOME/forkboxd.sock),\n"
+		"create, fork and rm go through it; FORKBOX_NO_DAEMON=1 keeps "
+		"them here.\n");
 }
 
 int main(int argc, char **argv)

@@ -183,6 +183,12 @@ static enum MHD_Result create_box(struct fbd_req *r)
 				      "both");
 		goto out;
 	}
+	/* A pool's boxes were made before anyone asked for them. */
+	if (pool && name) {
+		ret = fbd_reply_error(r, 400, "a box from a pool has no name: "
+				      "drop 'name' or 'pool'");
+		goto out;
+	}
 	if (pool) {
 		err = fbd_pool_acquire(pool, &lt, id);
 		if (err < 0) {
