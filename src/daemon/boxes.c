@@ -23,6 +23,12 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Milliseconds to a tenth: more digits would be noise. */
+static double round_01(double ms)
+{
+	return (double)(long long)(ms * 10 + 0.5) / 10;
+}
+
 int64_t fbd_realtime_ns(void)
 {
 	struct timespec ts;
@@ -42,7 +48,8 @@ json_t *fbd_box_json(const struct fb_box_info *info)
 	if (!j)
 		return NULL;
 	if (info->ready_ms >= 0)
-		json_object_set_new(j, "ready_ms", json_real(info->ready_ms));
+		json_object_set_new(j, "ready_ms",
+				    json_real(round_01(info->ready_ms)));
 	if (info->state == FB_BOX_DEAD)
 		json_object_set_new(j, "exit", json_string(info->exit));
 	if (fbd_lifetime_load(info->dir, &lt) == 0) {
@@ -330,7 +337,8 @@ static enum MHD_Result fork_box(struct fbd_req *r,
 		fbd_observe(FBD_H_FORK, now_s() - t0);
 		ret = fbd_reply_json(r, 201, json_pack(
 			"{s:o,s:f,s:f}", "children", kids,
-			"pause_ms", res.pause_ms, "total_ms", res.total_ms));
+			"pause_ms", round_01(res.pause_ms),
+			"total_ms", round_01(res.total_ms)));
 	}
 	fb_box_fork_result_free(&res);
 out:
