@@ -10,6 +10,10 @@ CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
 ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 LDLIBS   := -lpthread -lseccomp -lz -larchive -ljansson -llz4
 
+FORKBOX_HOME ?= $(HOME)/.local/share/forkbox
+KERNEL_DIR ?= $(FORKBOX_HOME)/kernels/default
+VMLINUX := $(if $(wildcard $(KERNEL_DIR)/vmlinuz),$(KERNEL_DIR)/vmlinux)
+
 LIB_SRCS := $(wildcard src/vmm/*.c src/arch/x86/*.c src/devices/*.c src/devices/virtio/*.c src/agent/*.c \
                        src/image/*.c src/disk/*.c src/box/*.c src/jail/*.c src/util/*.c src/snapshot/*.c src/host/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
@@ -20,7 +24,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(B)/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 all: $(B)/forkbox $(B)/forkboxd $(B)/forkbox-init $(B)/initramfs.cpio $(B)/tests/tiny-guest.bin \
-     $(B)/tests/tiny-pvh.elf $(B)/lab-init
+     $(B)/tests/tiny-pvh.elf $(B)/lab-init $(VMLINUX)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -53,20 +57,19 @@ $(B)/lab-init: lab/lab-init.c
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ $<
 
 BUSYBOX ?= /bin/busybox
-# The guest kernel's modules that the guest loads, in dependency order
-# (scripts/setup unpacks the kernel under $(FORKBOX_HOME)/kernels/).
-FORKBOX_HOME ?= $(HOME)/.local/share/forkbox
-# `make vmlinux`: the guest kernel unpacked once instead of in every boot;
-# forkbox then boots it through its PVH entry (src/arch/x86/pvh.c), and
-# the bzImage without it. Checked (an ELF with a PVH note) before it is
-# written; written to a temporary name, fsynced, renamed. Not part of `all`
-# yet: it has passed linux-tests in the lab, not yet the whole suite.
-KERNEL_DIR ?= $(FORKBOX_HOME)/kernels/default
-VMLINUX := $(if $(wildcard $(KERNEL_DIR)/vmlinuz),$(KERNEL_DIR)/vmlinux)
-$(KERNEL_DIR)/vmlinux: $(KERNEL_DIR)/vmlinuz $(B)/forkbox
+# The guest kernel unpacked once (`forkbox kernel extract`) instead of in
+# every boot: forkbox boots it through its PVH entry (src/arch/x86/pvh.c),
+# and the bzImage where there is none. Checked (an ELF with a PVH note)
+# before it is written; written to a temporary name, fsynced, renamed.
+# Part of `all`: it saves the guest's self-decompression, about half a
+# second of a lab boot (docs/BENCHMARKS.md, boot floor).
+# (Order-only on forkbox: a rebuilt CLI does not unpack the kernel again.)
+$(KERNEL_DIR)/vmlinux: $(KERNEL_DIR)/vmlinuz | $(B)/forkbox
 	$(B)/forkbox kernel extract --kernel $< -o $@
 vmlinux: $(VMLINUX)
 
+# The guest kernel's modules that the guest loads, in dependency order
+# (scripts/setup unpacks the kernel under $(FORKBOX_HOME)/kernels/).
 KMOD_DIR ?= $(FORKBOX_HOME)/kernels/default/modules/kernel
 KMODS := drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
 	 drivers/virtio/virtio_mmio.ko drivers/virtio/virtio_balloon.ko \

@@ -23,8 +23,7 @@
 #include "util/error.h"
 
 #define DEFAULT_READY_TIMEOUT_MS 60000
-#define AGENT_CMDLINE "console=ttyS0 quiet panic=-1 pci=off " \
-		      FB_CMDLINE_AGENT "1"
+#define AGENT_CMDLINE FB_CMDLINE_BASE " " FB_CMDLINE_AGENT "1"
 
 static double now_ms(void)
 {

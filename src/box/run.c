@@ -15,8 +15,7 @@
 #include "vmm/vm.h"
 
 /* Kept short: every byte of it is parsed on the way to ready. */
-#define BASE_CMDLINE "console=ttyS0 quiet panic=-1 pci=off " \
-		     FB_CMDLINE_OUT "ttyS1 "
+#define BASE_CMDLINE FB_CMDLINE_BASE " " FB_CMDLINE_OUT "ttyS1 "
 #define CMDLINE_LIMIT 2047 /* the kernel's COMMAND_LINE_SIZE less NUL */
 
 struct run_state {
