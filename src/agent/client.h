@@ -31,6 +31,12 @@ struct fb_agent_hello {
 int fb_agent_dial(const char *uds_path, uint32_t port, int timeout_ms,
 		  struct fb_agent_hello *hello);
 
+/* Only the handshake: the fd once the VMM said OK, the agent's HELLO
+ * still unread in it. A caller may send its request at once and read
+ * the HELLO after (the agent reads requests only after its HELLO, so
+ * nothing is lost), saving a round trip to the guest. */
+int fb_agent_connect(const char *uds_path, uint32_t port, int timeout_ms);
+
 /* Reads the HELLO on an fd that is already connected to the agent (what
  * fb_agent_dial does after the handshake); checks the version. */
 int fb_agent_handshake(int fd, int timeout_ms, struct fb_agent_hello *hello);
@@ -144,5 +150,12 @@ struct fb_agent_reinject {
  * fb_agent_reinject_done bits of what was done. */
 int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
 		      uint32_t *done, int timeout_ms);
+
+/* The same on a new connection to the agent behind uds_path, the
+ * request sent before the agent's HELLO is read (fb_agent_connect):
+ * one trip to the guest and back instead of two. */
+int fb_agent_dial_reinject(const char *uds_path,
+			   const struct fb_agent_reinject *ri,
+			   uint32_t *done, int timeout_ms);
 
 #endif

@@ -17,7 +17,7 @@
 
 #define HANDSHAKE_LINE_MAX 64 /* "OK 4294967295\n" with room to spare */
 
-static int read_hello(int fd, int64_t deadline, struct fb_agent_hello *out)
+int fba_read_hello(int fd, int64_t deadline, struct fb_agent_hello *out)
 {
 	struct fb_agent_hello h = { 0 };
 	struct fb_agent_dec d;
@@ -49,7 +49,7 @@ static int read_hello(int fd, int64_t deadline, struct fb_agent_hello *out)
 
 int fb_agent_handshake(int fd, int timeout_ms, struct fb_agent_hello *hello)
 {
-	return read_hello(fd, fba_deadline(timeout_ms), hello);
+	return fba_read_hello(fd, fba_deadline(timeout_ms), hello);
 }
 
 /* Reads "OK <hostport>\n" a byte at a time: what follows the newline is
@@ -93,8 +93,7 @@ static int read_ok_line(int fd, int64_t deadline, const char *path, uint32_t por
 	return 0;
 }
 
-int fb_agent_dial(const char *uds_path, uint32_t port, int timeout_ms,
-		  struct fb_agent_hello *hello)
+int fb_agent_connect(const char *uds_path, uint32_t port, int timeout_ms)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int64_t deadline = fba_deadline(timeout_ms);
@@ -128,10 +127,24 @@ int fb_agent_dial(const char *uds_path, uint32_t port, int timeout_ms,
 	if (!err)
 		err = read_ok_line(fd, deadline, uds_path, port);
 	if (!err)
-		err = read_hello(fd, deadline, hello);
-	if (!err)
 		return fd;
 fail:
+	close(fd);
+	return err;
+}
+
+int fb_agent_dial(const char *uds_path, uint32_t port, int timeout_ms,
+		  struct fb_agent_hello *hello)
+{
+	int64_t deadline = fba_deadline(timeout_ms);
+	int fd = fb_agent_connect(uds_path, port, timeout_ms);
+	int err;
+
+	if (fd < 0)
+		return fd;
+	err = fba_read_hello(fd, deadline, hello);
+	if (!err)
+		return fd;
 	close(fd);
 	return err;
 }
@@ -204,7 +217,7 @@ int fb_agent_accept_ready(int listen_fd, int timeout_ms,
 	fd = accept_ready_conn(listen_fd, deadline, timeout_ms);
 	if (fd < 0)
 		return fd;
-	err = read_hello(fd, deadline, hello);
+	err = fba_read_hello(fd, deadline, hello);
 	if (!err && boot)
 		err = read_boot_times(fd, deadline, boot);
 	close(fd);

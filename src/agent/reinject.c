@@ -2,24 +2,20 @@
  * it. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/client.h"
 #include "agent/wire.h"
 #include "util/error.h"
 
-int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
-		      uint32_t *done, int timeout_ms)
+static int send_reinject(int fd, const struct fb_agent_reinject *ri,
+			 int64_t deadline)
 {
 	uint8_t buf[32 + FB_AGENT_MAX_BOX_ID + FB_AGENT_MAX_HOSTNAME +
 		    FB_AGENT_MAX_ENTROPY];
 	const char *id = ri->box_id ? ri->box_id : "";
 	const char *host = ri->hostname ? ri->hostname : "";
-	int64_t deadline = fba_deadline(timeout_ms);
 	struct fb_agent_enc e;
-	struct fb_agent_dec d;
-	struct fba_msg m;
-	uint32_t flags;
-	int err;
 
 	if (strlen(id) > FB_AGENT_MAX_BOX_ID || strlen(host) > FB_AGENT_MAX_HOSTNAME ||
 	    ri->entropy_len > FB_AGENT_MAX_ENTROPY)
@@ -31,10 +27,18 @@ int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
 	fb_enc_str(&e, host, strlen(host));
 	fb_enc_str(&e, ri->entropy, ri->entropy_len);
 	fb_enc_u64(&e, ri->realtime_ns);
-	err = fba_send(fd, FB_AGENT_REINJECT, buf, e.len, deadline, "reinject");
-	if (!err)
-		err = fba_recv_reply(fd, &m, FB_AGENT_OK, 8 + FB_AGENT_MAX_TEXT,
-				     deadline, "reinject");
+	return fba_send(fd, FB_AGENT_REINJECT, buf, e.len, deadline, "reinject");
+}
+
+static int recv_reinject(int fd, uint32_t *done, int64_t deadline)
+{
+	struct fb_agent_dec d;
+	struct fba_msg m;
+	uint32_t flags;
+	int err;
+
+	err = fba_recv_reply(fd, &m, FB_AGENT_OK, 8 + FB_AGENT_MAX_TEXT,
+			     deadline, "reinject");
 	if (err)
 		return err;
 	fb_dec_init(&d, m.data, m.len);
@@ -45,4 +49,32 @@ int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
 	if (done)
 		*done = flags;
 	return 0;
+}
+
+int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
+		      uint32_t *done, int timeout_ms)
+{
+	int64_t deadline = fba_deadline(timeout_ms);
+	int err = send_reinject(fd, ri, deadline);
+
+	return err ? err : recv_reinject(fd, done, deadline);
+}
+
+int fb_agent_dial_reinject(const char *uds_path,
+			   const struct fb_agent_reinject *ri,
+			   uint32_t *done, int timeout_ms)
+{
+	int64_t deadline = fba_deadline(timeout_ms);
+	int fd = fb_agent_connect(uds_path, FB_AGENT_PORT, timeout_ms);
+	int err;
+
+	if (fd < 0)
+		return fd;
+	err = send_reinject(fd, ri, deadline);
+	if (!err)
+		err = fba_read_hello(fd, deadline, NULL);
+	if (!err)
+		err = recv_reinject(fd, done, deadline);
+	close(fd);
+	return err;
 }

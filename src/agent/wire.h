@@ -25,6 +25,9 @@ struct fba_reader {
 
 /* A deadline in CLOCK_MONOTONIC ms from a timeout (< 0: none, -1). */
 int64_t fba_deadline(int timeout_ms);
+/* The agent's HELLO on fd (dial.c), its version checked. */
+struct fb_agent_hello;
+int fba_read_hello(int fd, int64_t deadline, struct fb_agent_hello *out);
 /* Waits for events on fd: 0, -ETIMEDOUT or -errno (no message set). */
 int fba_wait(int fd, short events, int64_t deadline);
 

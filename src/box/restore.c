@@ -49,23 +49,19 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 		.entropy_len = sizeof(entropy),
 	};
 	struct timespec now;
-	int fd, err;
+	int err;
 
 	/* Every box its own name: forks of one box must not share one. */
 	snprintf(hostname, sizeof(hostname), "forkbox-%.12s", box_id);
-	fd = fb_agent_dial(b->uds, FB_AGENT_PORT, timeout_ms, NULL);
-	if (fd < 0)
-		return fd;
-	*dial_ms = now_ms() - t0;
-	if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy)) {
-		close(fd);
+	if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy))
 		return fb_errorf(-errno, "getrandom: %s", strerror(errno));
-	}
+	/* The clock as of the request: it travels with the CONNECT, not
+	 * after the guest's HELLO (one trip to the guest, not two). */
 	clock_gettime(CLOCK_REALTIME, &now);
 	ri.realtime_ns = (uint64_t)now.tv_sec * 1000000000ull +
 			 (uint64_t)now.tv_nsec;
-	err = fb_agent_reinject(fd, &ri, NULL, timeout_ms);
-	close(fd);
+	err = fb_agent_dial_reinject(b->uds, &ri, NULL, timeout_ms);
+	*dial_ms = now_ms() - t0;
 	return err;
 }
 
@@ -211,7 +207,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	/* Where a restore's time goes, in the box's vmm.log. */
 	fprintf(stderr, "forkbox vmm: restored in %.1f ms: state and memory "
 		"%.1f, VM and jail %.1f (at %.1f/%.1f/%.1f/%.1f: jail, VM, "
-		"state, jail entered), agent %.1f (hello at %.1f)\n",
+		"state, jail entered), agent %.1f (its re-stamp %.1f)\n",
 		b->ready_ms, t_mem - t0,
 		t_launch - t_mem, b->launch_ms[FB_LAUNCH_JAIL_PREPARE],
 		b->launch_ms[FB_LAUNCH_VM_CREATE], b->launch_ms[FB_LAUNCH_STATE],
