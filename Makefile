@@ -34,9 +34,10 @@ $(B)/libforkbox.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-# libcurl is the CLI's alone (its client of forkboxd, src/cli/daemon_client.c).
+# libcurl is the CLI's alone (its client of forkboxd), loaded by dlopen when
+# it first talks to the daemon (src/cli/curl_lib.h says why).
 $(B)/forkbox: $(CLI_OBJS) $(B)/libforkbox.a
-	$(CC) $(ALLCFLAGS) -o $@ $^ -lcurl $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -o $@ $^ -ldl $(LDLIBS)
 
 # forkboxd: the daemon (src/daemon/), over the same library.
 DAEMON_SRCS := $(wildcard src/daemon/*.c)

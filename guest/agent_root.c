@@ -17,7 +17,7 @@
 
 #define NEW_ROOT "/newroot"
 
-static const char *const moved[] = { "/dev", "/proc", "/sys", "/tmp" };
+static const char *const moved[] = { "/dev", "/proc", "/sys", "/tmp", "/run" };
 
 static int move_onto_new_root(const char *from)
 {

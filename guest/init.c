@@ -232,6 +232,10 @@ static const struct mount_point basic_mounts[] = {
 	{ "sysfs", "/sys", 0555, MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
 	{ "devtmpfs", "/dev", 0755, MS_NOSUID, "mode=0755" },
 	{ "tmpfs", "/tmp", 01777, MS_NOSUID | MS_NODEV, "mode=1777" },
+	/* Runtime state (the agent's box id among it) is never the root
+	 * disk's: a write there would journal, flush and copy clusters up
+	 * into the box's layer, on a fork child's way to ready too. */
+	{ "tmpfs", "/run", 0755, MS_NOSUID | MS_NODEV, "mode=0755" },
 };
 
 /* What udev would add to /dev: scripts write to /dev/stderr. */

@@ -77,6 +77,8 @@ struct fb_box_fork_result {
 	unsigned nr;
 	double pause_ms;    /* how long the parent was paused */
 	double template_ms; /* request to the parent's template in hand */
+	double disk_ms;     /* sealing its frozen disk and making the
+			       children's disks (0 without a root disk) */
 	unsigned layers;    /* frozen memory layers the children map */
 	unsigned long long runs; /* ... in this many mappings */
 	double total_ms;    /* request to every child ready */

@@ -199,7 +199,10 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	spec.fork_disk_dir = disk[0] ? parent->dir : NULL;
 	spec.fork_disk_frozen = disk[0] ? disk : NULL;
 	if (disk[0]) {
+		double t_disk = now_ms();
+
 		err = share_disk(parent, &spec, n, &preset);
+		res->disk_ms = now_ms() - t_disk;
 		if (err < 0)
 			goto out;
 	}

@@ -51,8 +51,9 @@ int cmd_fork(int argc, char **argv)
 			       "it is reported ready.\n\n"
 			       "Prints the children's ids, one a line; --json "
 			       "prints them with the parent's\npause, the time "
-			       "to the template and to all children ready (ms), "
-			       "and the\nlayers and mappings the children share."
+			       "to the template, to the children's disks and to "
+			       "all\nchildren ready (ms), and the layers and "
+			       "mappings the children share."
 			       "\n\nA parent's diff snapshots need a full "
 			       "snapshot after a fork. A box restored\nwith "
 			       "--memory uffd cannot fork.\n\n"
@@ -95,9 +96,9 @@ int cmd_fork(int argc, char **argv)
 		for (unsigned i = 0; i < res.nr; i++)
 			printf("%s\"%s\"", i ? ", " : "", res.ids[i].id);
 		printf("], \"pause_ms\": %.2f, \"template_ms\": %.1f, "
-		       "\"total_ms\": %.1f, \"layers\": %u, \"runs\": %llu}\n",
-		       res.pause_ms, res.template_ms, res.total_ms, res.layers,
-		       res.runs);
+		       "\"disk_ms\": %.1f, \"total_ms\": %.1f, \"layers\": %u, "
+		       "\"runs\": %llu}\n", res.pause_ms, res.template_ms,
+		       res.disk_ms, res.total_ms, res.layers, res.runs);
 	} else {
 		for (unsigned i = 0; i < res.nr; i++)
 			printf("%s\n", res.ids[i].id);

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "cli/commands.h"
+#include "cli/curl_lib.h"
 #include "cli/daemon_client.h"
 #include "forkbox/forkbox.h"
 #include "util/error.h"
@@ -117,16 +117,6 @@ static int curl_errno(CURLcode rc)
 	}
 }
 
-static int curl_ready(void)
-{
-	static bool done;
-
-	if (!done && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return fb_errorf(-ENOMEM, "curl_global_init failed");
-	done = true;
-	return 0;
-}
-
 /* The body's "error", or a line naming the status when there is none. */
 static int daemon_error(const char *method, const char *path, long status,
 			json_t *response)
@@ -148,6 +138,7 @@ static int request(const char *method, const char *path, json_t *body,
 	struct response_buf rb = { 0 };
 	struct curl_slist *headers = NULL;
 	char *text = NULL;
+	const struct fb_curl *cl;
 	CURLcode rc;
 	CURL *c;
 	int err;
@@ -160,55 +151,55 @@ static int request(const char *method, const char *path, json_t *body,
 	err = fb_fmt(url, sizeof(url), "http://forkboxd%s", path);
 	if (err < 0)
 		return err;
-	err = curl_ready();
-	if (err < 0)
-		return err;
+	cl = fb_curl();
+	if (!cl)
+		return -ENOENT;
 	if (body) {
 		text = json_dumps(body, JSON_COMPACT);
 		if (!text)
 			return fb_errorf(-ENOMEM, "json_dumps of the request "
 					 "to %s", path);
 	}
-	c = curl_easy_init();
+	c = cl->easy_init();
 	if (!c) {
 		free(text);
 		return fb_errorf(-ENOMEM, "curl_easy_init failed");
 	}
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	cl->easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	cl->easy_setopt(c, CURLOPT_URL, url);
+	cl->easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	/* An http_proxy in the environment is for the network, not for a
 	 * socket on this host. */
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+	cl->easy_setopt(c, CURLOPT_PROXY, "");
+	cl->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cl->easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	cl->easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
 	/* A boot or a fork of many children takes as long as it takes; the
 	 * daemon bounds its own waits. */
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rb);
+	cl->easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	cl->easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	cl->easy_setopt(c, CURLOPT_WRITEDATA, &rb);
 	if (text || !strcmp(method, "POST")) {
-		headers = curl_slist_append(headers, "Content-Type: "
+		headers = cl->slist_append(headers, "Content-Type: "
 					    "application/json");
 		/* No 100-continue round trip on a local socket. */
-		headers = curl_slist_append(headers, "Expect:");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, text ? text : "");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+		headers = cl->slist_append(headers, "Expect:");
+		cl->easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+		cl->easy_setopt(c, CURLOPT_POSTFIELDS, text ? text : "");
+		cl->easy_setopt(c, CURLOPT_POSTFIELDSIZE,
 				 (long)(text ? strlen(text) : 0));
 	}
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(headers);
+	rc = cl->easy_perform(c);
+	cl->easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	cl->easy_cleanup(c);
+	cl->slist_free_all(headers);
 	free(text);
 	if (rc != CURLE_OK) {
 		err = rb.too_big ?
 		      fb_errorf(-EMSGSIZE, "forkboxd's answer to %s %s is over "
 				"%u MiB", method, path, MAX_RESPONSE >> 20) :
 		      fb_errorf(curl_errno(rc), "forkboxd on %s: %s", sock,
-				errbuf[0] ? errbuf : curl_easy_strerror(rc));
+				errbuf[0] ? errbuf : cl->easy_strerror(rc));
 		free(rb.data);
 		return err;
 	}
