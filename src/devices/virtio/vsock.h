@@ -22,7 +22,7 @@ struct fb_vsock_config {
 	uint64_t guest_cid;   /* >= 3 */
 	const char *uds_path; /* the listener; "<uds_path>_<P>" for port P */
 	/* Deadline for a host client's "CONNECT <port>\n" line and for the
-	 * guest's answer to the connection request; 0 means 2000 ms. */
+	 * guest's answer to the connection request; 0 means 30 s. */
 	unsigned handshake_timeout_ms;
 };
 

@@ -46,7 +46,11 @@ struct vsock_hdr {
 #define VSOCK_MAX_CONNS 1024u
 #define VSOCK_LOCAL_PORT_FIRST (1u << 30) /* host ports of host-initiated conns */
 #define VSOCK_CONNECT_LINE_MAX 32u      /* "CONNECT 4294967295\n" fits */
-#define VSOCK_DEFAULT_TIMEOUT_MS 2000u
+/* A guest busy with others (a hundred fork children restoring on two lab
+ * CPUs) took over 2 s to answer a connection request; the host client
+ * has its own deadline and closes when it gives up, which ends the
+ * request sooner. */
+#define VSOCK_DEFAULT_TIMEOUT_MS 30000u
 
 void vsock_hdr_decode(struct vsock_hdr *h, const uint8_t raw[VSOCK_HDR_SIZE]);
 void vsock_hdr_encode(uint8_t raw[VSOCK_HDR_SIZE], const struct vsock_hdr *h);
