@@ -89,10 +89,7 @@ static void write_trace(const struct fb_box_vm *b, const char *dir,
 		fprintf(stderr, "forkbox vmm: %s\n", fb_last_error());
 }
 
-/* The VMM outlives its creator, which may be a daemon with sockets,
- * pipes and other boxes' connections open: it keeps only what the spec
- * hands it and its status pipe. */
-static void keep_only_handed_fds(const struct fb_box_spec *spec, int status_fd)
+void fb_box_keep_handed_fds(const struct fb_box_spec *spec, int status_fd)
 {
 	int keep[FB_LAYERS_MAX + 2];
 	unsigned n = 0;
@@ -357,7 +354,10 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		/* Twice, so the VMM is nobody's child and outlives us (its
 		 * own session: a ^C for the caller is not for the box). In
 		 * the jail, the VMM is PID 1 of a PID namespace of its own. */
-		close(status[0]);
+		/* Before anything else: from here on a daemon's sockets,
+		 * its clients' connections and other requests' pipes (and
+		 * flocks) would live as long as this process. */
+		fb_box_keep_handed_fds(spec, status[1]);
 		setsid();
 		if (spec->attached)
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -369,7 +369,6 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		}
 		vmm = fork();
 		if (vmm == 0) {
-			keep_only_handed_fds(spec, status[1]);
 			/* Attached (run): it ends with its creator. */
 			if (spec->attached)
 				prctl(PR_SET_PDEATHSIG, SIGTERM);

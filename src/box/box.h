@@ -57,6 +57,12 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 int fb_box_prepare_child(const struct fb_box_spec *spec,
 			 char id[FB_BOX_ID_LEN + 1]);
 
+/* A process forked to make a box outlives the moment, and its creator
+ * may be a daemon with sockets, pipes, flocks and other boxes'
+ * connections open: it closes every fd but the spec's (console, fork
+ * layers) and keep_fd, first thing after fork(). */
+void fb_box_keep_handed_fds(const struct fb_box_spec *spec, int keep_fd);
+
 /* Finds a box by id, unique id prefix, or name. */
 int fb_box_find(const char *ref, struct fb_box_info *info);
 

@@ -88,7 +88,10 @@ static void __attribute__((noreturn))
 child_main(const struct fb_box_spec *spec, int fd)
 {
 	char id[FB_BOX_ID_LEN + 1], line[600];
-	int e = fb_box_create(spec, NULL, id);
+	int e;
+
+	fb_box_keep_handed_fds(spec, fd);
+	e = fb_box_create(spec, NULL, id);
 
 	snprintf(line, sizeof(line), "%s %s\n", e < 0 ? "error" : "ok",
 		 e < 0 ? fb_last_error() : id);
