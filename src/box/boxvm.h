@@ -101,6 +101,9 @@ struct fb_box_vm {
 	 * opened before the jail: freezes create new layers in it. */
 	bool root_disk;
 	int disk_dirfd;
+	/* Paused by `forkbox pause` (a second pause is a no-op, and a
+	 * resume undoes only that one, not a fork's own pause). */
+	bool user_paused;
 };
 
 /* A fork's template, as the parent hands it out: the VM state (a snapshot

@@ -262,11 +262,15 @@ static void serve_one(struct fb_box_vm *b, int fd)
 	if (err < 0)
 		return;
 	if (!strcmp(req, "pause")) {
-		err = fb_vm_pause(b->vm);
-		if (!err)
+		err = b->user_paused ? 0 : fb_vm_pause(b->vm);
+		if (!err) {
+			b->user_paused = true;
 			mark_paused(b, true);
+		}
 	} else if (!strcmp(req, "resume")) {
-		fb_vm_resume(b->vm);
+		if (b->user_paused)
+			fb_vm_resume(b->vm);
+		b->user_paused = false;
 		mark_paused(b, false);
 	}
 	else if (!strncmp(req, "snapshot ", 9))

@@ -73,8 +73,14 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 	pthread_mutex_unlock(&vm->lock);
 }
 
+static void resume_now(struct fb_vm *vm);
+
 int fb_vm_pause(struct fb_vm *vm)
 {
+	if (vm->pause_depth) {
+		vm->pause_depth++;
+		return 0;
+	}
 	pthread_mutex_lock(&vm->lock);
 	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vm->lock);
@@ -86,7 +92,7 @@ int fb_vm_pause(struct fb_vm *vm)
 		pthread_cond_wait(&vm->pause_cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->exit_reason != FB_VM_RUNNING) {
-		fb_vm_resume(vm);
+		resume_now(vm);
 		return fb_errorf(-ESRCH, "the VM has stopped (%s)",
 				 fb_vm_exit_reason_name(vm->exit_reason));
 	}
@@ -94,10 +100,21 @@ int fb_vm_pause(struct fb_vm *vm)
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		if (vm->virtio[i]->ops->quiesce)
 			vm->virtio[i]->ops->quiesce(vm->virtio[i]);
+	vm->pause_depth = 1;
 	return 0;
 }
 
 void fb_vm_resume(struct fb_vm *vm)
+{
+	if (vm->pause_depth > 1) {
+		vm->pause_depth--;
+		return;
+	}
+	vm->pause_depth = 0;
+	resume_now(vm);
+}
+
+static void resume_now(struct fb_vm *vm)
 {
 	if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
 	    vm->nr_parked == vm->nr_vcpus)

@@ -72,6 +72,11 @@ struct fb_vm {
 	 * counting themselves in nr_parked; pause_cond wakes both sides. */
 	bool pause_requested;
 	unsigned nr_parked;
+	/* Pauses in force: a user's pause and a fork's or snapshot's own
+	 * nest, and only the last resume lets the VM run (a second quiesce
+	 * of a paused device would deadlock on its own lock). Touched by
+	 * the control thread only. */
+	unsigned pause_depth;
 	pthread_cond_t pause_cond;
 	char exit_message[256];
 	/* CLOCK_MONOTONIC ns when vCPU 0 first entered KVM_RUN, 0 before:
