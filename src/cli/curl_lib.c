@@ -53,9 +53,14 @@ const struct fb_curl *fb_curl(void)
 		loaded = -1;
 		return NULL;
 	}
-	if (bind_all(h) < 0 || lib.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		if (loaded == 0 && lib.global_init)
-			fb_errorf(-ENOMEM, "curl_global_init failed");
+	/* bind_all said which symbol is missing: that is kept, not made
+	 * a failed init. */
+	if (bind_all(h) < 0) {
+		loaded = -1;
+		return NULL;
+	}
+	if (lib.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fb_errorf(-ENOMEM, "curl_global_init failed");
 		loaded = -1;
 		return NULL;
 	}

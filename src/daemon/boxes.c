@@ -107,10 +107,11 @@ static int add_box(const struct fb_box_info *info, void *opaque)
 static enum MHD_Result list_boxes(struct fbd_req *r)
 {
 	json_t *arr = json_array();
+	int err = fb_box_list(add_box, arr);
 
-	if (fb_box_list(add_box, arr) < 0) {
+	if (err < 0) {
 		json_decref(arr);
-		return fbd_reply_errno(r, -EIO);
+		return fbd_reply_errno(r, err);
 	}
 	return fbd_reply_json(r, 200, json_pack("{s:o}", "boxes", arr));
 }
@@ -120,18 +121,20 @@ static int lifetimes(struct fbd_req *r, json_t *body, struct fbd_lifetime *lt,
 		     enum MHD_Result *ret)
 {
 	uint64_t v;
+	int got;
 
 	memset(lt, 0, sizeof(*lt));
 	lt->created_ns = fbd_realtime_ns();
-	if (fbd_json_uint(r, body, "timeout_s", 0, 365ull * 86400, &v,
-			  ret) < 0)
+	got = fbd_json_uint(r, body, "timeout_s", 0, 365ull * 86400, &v, ret);
+	if (got < 0)
 		return -1;
-	if (json_object_get(body, "timeout_s"))
+	if (got)
 		lt->timeout_s = (unsigned)v;
-	if (fbd_json_uint(r, body, "idle_timeout_s", 0, 365ull * 86400, &v,
-			  ret) < 0)
+	got = fbd_json_uint(r, body, "idle_timeout_s", 0, 365ull * 86400, &v,
+			    ret);
+	if (got < 0)
 		return -1;
-	if (json_object_get(body, "idle_timeout_s"))
+	if (got)
 		lt->idle_timeout_s = (unsigned)v;
 	return 0;
 }
@@ -156,10 +159,10 @@ static enum MHD_Result create_box(struct fbd_req *r)
 	char id[FB_BOX_ID_LEN + 1];
 	enum MHD_Result ret = MHD_NO;
 	struct fbd_lifetime lt;
-	json_t *body = fbd_body_object(r, &ret), *v;
+	json_t *body = fbd_body_object(r, &ret);
 	uint64_t n;
 	double t0 = now_s();
-	int err;
+	int err, got;
 
 	if (!body)
 		return ret;
@@ -169,20 +172,20 @@ static enum MHD_Result create_box(struct fbd_req *r)
 	    fbd_json_str(r, body, "name", &name, &ret) < 0 ||
 	    lifetimes(r, body, &lt, &ret) < 0)
 		goto out;
-	if (fbd_json_uint(r, body, "cpus", 1, 255, &n, &ret) < 0)
+	/* Assigned only when there (1): absent and null leave the
+	 * defaults, and n unset. */
+	got = fbd_json_uint(r, body, "cpus", 1, 255, &n, &ret);
+	if (got < 0)
 		goto out;
-	if (json_object_get(body, "cpus"))
+	if (got)
 		spec.cpus = (unsigned)n;
-	if (fbd_json_uint(r, body, "mem_mib", 64, 65536, &n, &ret) < 0)
+	got = fbd_json_uint(r, body, "mem_mib", 64, 65536, &n, &ret);
+	if (got < 0)
 		goto out;
-	if (json_object_get(body, "mem_mib"))
+	if (got)
 		spec.mem_mib = n;
-	v = json_object_get(body, "ksm");
-	if (v && !json_is_boolean(v)) {
-		ret = fbd_reply_error(r, 400, "'ksm' must be true or false");
+	if (fbd_json_bool(r, body, "ksm", &spec.ksm, &ret) < 0)
 		goto out;
-	}
-	spec.ksm = json_is_true(v);
 	if (!strcmp(spec.image, "none"))
 		spec.image = NULL;
 	if (pool && snapshot) {
@@ -239,13 +242,25 @@ static enum MHD_Result control(struct fbd_req *r, const struct fb_box_info *info
 			       const char *request)
 {
 	char reply[FB_BOX_CONTROL_MAX_LINE];
+	int err;
 
 	if (info->state != FB_BOX_RUNNING && info->state != FB_BOX_PAUSED)
 		return fbd_reply_error(r, 409, "box %s is %s", info->id,
 				       fb_box_state_name(info->state));
-	if (fb_box_control_call(info->dir, request, reply, sizeof(reply),
-				CONTROL_TIMEOUT_MS) < 0)
-		return fbd_reply_errno(r, -EIO);
+	/* A second pause never reaches the VMM: its answer would not say
+	 * "already paused" (an error there comes back as -EIO with the
+	 * VMM's text), and pausing a paused VM quiesces its devices again
+	 * (virtio-blk takes a lock it holds). Two pauses at once still
+	 * race past this check. Resuming a running box is harmless. */
+	if (!strcmp(request, "pause") && info->state == FB_BOX_PAUSED)
+		return fbd_reply_error(r, 409, "box %s is paused already",
+				       info->id);
+	/* The library's errno: a box gone meanwhile is ENOENT (404), a
+	 * VMM that died ECONNREFUSED (409), one that hangs ETIMEDOUT. */
+	err = fb_box_control_call(info->dir, request, reply, sizeof(reply),
+				  CONTROL_TIMEOUT_MS);
+	if (err < 0)
+		return fbd_reply_errno(r, err);
 	return reply_box(r, 200, info->id);
 }
 
@@ -253,19 +268,17 @@ static enum MHD_Result snapshot_box(struct fbd_req *r,
 				    const struct fb_box_info *info)
 {
 	enum MHD_Result ret = MHD_NO;
-	json_t *body = fbd_body_object(r, &ret), *diff;
+	json_t *body = fbd_body_object(r, &ret);
 	const char *path = NULL;
 	char dir[PATH_MAX], detail[256] = "";
+	bool diff = false;
+	int err;
 
 	if (!body)
 		return ret;
-	if (fbd_json_str(r, body, "path", &path, &ret) < 0)
+	if (fbd_json_str(r, body, "path", &path, &ret) < 0 ||
+	    fbd_json_bool(r, body, "diff", &diff, &ret) < 0)
 		goto out;
-	diff = json_object_get(body, "diff");
-	if (diff && !json_is_boolean(diff)) {
-		ret = fbd_reply_error(r, 400, "'diff' must be true or false");
-		goto out;
-	}
 	if (path && path[0] != '/') {
 		ret = fbd_reply_error(r, 400, "'path' must be absolute");
 		goto out;
@@ -273,8 +286,9 @@ static enum MHD_Result snapshot_box(struct fbd_req *r,
 	if (!path) {
 		char home[PATH_MAX];
 
-		if (fb_home_dir(home, sizeof(home)) < 0) {
-			ret = fbd_reply_errno(r, -EIO);
+		err = fb_home_dir(home, sizeof(home));
+		if (err < 0) {
+			ret = fbd_reply_errno(r, err);
 			goto out;
 		}
 		if (fb_fmt(dir, sizeof(dir), "%s/snapshots", home) == 0)
@@ -286,9 +300,9 @@ static enum MHD_Result snapshot_box(struct fbd_req *r,
 		}
 		path = dir;
 	}
-	if (fb_box_snapshot(info, path, json_is_true(diff), detail,
-			    sizeof(detail)) < 0) {
-		ret = fbd_reply_errno(r, -EIO);
+	err = fb_box_snapshot(info, path, diff, detail, sizeof(detail));
+	if (err < 0) {
+		ret = fbd_reply_errno(r, err);
 		goto out;
 	}
 	ret = fbd_reply_json(r, 201, json_pack("{s:s,s:s}", "path", path,
@@ -329,8 +343,12 @@ static enum MHD_Result fork_box(struct fbd_req *r,
 	if (err < 0) {
 		/* The children that did start are the caller's to see and
 		 * delete: say which they are along with why. */
-		json_t *e = json_pack("{s:s,s:o}", "error", fb_last_error(),
-				      "children", kids);
+		char msg[512];
+		json_t *e;
+
+		snprintf(msg, sizeof(msg), "%s", fb_last_error());
+		fbd_utf8_fix(msg);
+		e = json_pack("{s:s,s:o}", "error", msg, "children", kids);
 
 		ret = fbd_reply_json(r, 500, e);
 	} else {
@@ -351,6 +369,7 @@ enum MHD_Result fbd_boxes(struct fbd_req *r)
 	const char *m = r->method, *op = r->nseg > 3 ? r->seg[3] : NULL;
 	struct fb_box_info info;
 	enum MHD_Result ret = MHD_NO;
+	int err;
 
 	if (r->nseg == 2) {
 		if (!strcmp(m, "GET"))
@@ -366,8 +385,9 @@ enum MHD_Result fbd_boxes(struct fbd_req *r)
 		if (!strcmp(m, "DELETE")) {
 			if (!fbd_find_box(r, r->seg[2], &info, &ret))
 				return ret;
-			if (fbd_box_delete(&info) < 0)
-				return fbd_reply_errno(r, -EIO);
+			err = fbd_box_delete(&info);
+			if (err < 0)
+				return fbd_reply_errno(r, err);
 			return fbd_reply_empty(r, 204);
 		}
 		return fbd_reply_error(r, 405, "use GET or DELETE on a box");

@@ -36,7 +36,7 @@ struct fbd_req {
 	char *body;
 	size_t len, cap;
 	bool too_big;
-	bool checked;         /* peer or token checked */
+	bool allowed;         /* the peer or the token passed */
 	const char *seg[8];   /* the URL path, split at '/' */
 	unsigned nseg;
 	char *path_copy;
@@ -44,12 +44,17 @@ struct fbd_req {
 
 /* ---- http.c: responses --------------------------------------------- */
 
-/* Each queues a response and returns MHD's verdict. */
+/* Each queues a response and returns MHD's verdict. fbd_reply_json
+ * takes body NULL (a json_pack that failed) as a fixed 500 error body. */
 enum MHD_Result fbd_reply_json(struct fbd_req *r, unsigned status,
 			       json_t *body);
+/* The message made valid UTF-8 first (bad bytes become '?'). */
 enum MHD_Result fbd_reply_error(struct fbd_req *r, unsigned status,
 				const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Replaces each byte of s that is not part of valid UTF-8 with '?', in
+ * place: what jansson would refuse. */
+void fbd_utf8_fix(char *s);
 /* A library failure: status from the errno, message fb_last_error(). */
 enum MHD_Result fbd_reply_errno(struct fbd_req *r, int err);
 enum MHD_Result fbd_reply_empty(struct fbd_req *r, unsigned status);
@@ -57,8 +62,9 @@ enum MHD_Result fbd_reply_empty(struct fbd_req *r, unsigned status);
  * error reply was queued (*ret holds MHD's verdict). */
 json_t *fbd_body_object(struct fbd_req *r, enum MHD_Result *ret);
 const char *fbd_query(struct fbd_req *r, const char *key);
-/* An optional whole number field in [min, max]; -1 (and an error reply
- * queued in *ret) when it is there but wrong. */
+/* An optional whole number field in [min, max]: 1 and *out set, 0 when
+ * absent or null (*out left as it was: callers assign only on 1), -1
+ * (an error reply queued in *ret) when it is there but wrong. */
 int fbd_json_uint(struct fbd_req *r, json_t *obj, const char *key,
 		  uint64_t min, uint64_t max, uint64_t *out,
 		  enum MHD_Result *ret);
@@ -66,6 +72,9 @@ int fbd_json_uint(struct fbd_req *r, json_t *obj, const char *key,
  * as it was), -1 (an error reply queued in *ret) when not a string. */
 int fbd_json_str(struct fbd_req *r, json_t *obj, const char *key,
 		 const char **out, enum MHD_Result *ret);
+/* An optional boolean field, the same way (null is absent). */
+int fbd_json_bool(struct fbd_req *r, json_t *obj, const char *key, bool *out,
+		  enum MHD_Result *ret);
 
 /* ---- boxes.c ------------------------------------------------------- */
 
@@ -114,8 +123,12 @@ int fbd_reaper_start(void);
 
 /* ---- pool.c -------------------------------------------------------- */
 
+/* Reads $FORKBOX_HOME/pools/; requests on pools wait until it is done. */
 int fbd_pools_load(void);
+/* The manager thread; fbd_pools_stop() joins it once fbd_stopping()
+ * (it ends what it was doing first: a template boot, a fork). */
 int fbd_pools_start(void);
+void fbd_pools_stop(void);
 enum MHD_Result fbd_pools(struct fbd_req *r);
 /* Hands out a ready box of the pool; its id in id. -EAGAIN: at max. */
 int fbd_pool_acquire(const char *pool, const struct fbd_lifetime *lt,

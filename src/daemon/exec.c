@@ -1,7 +1,13 @@
 /* POST /v1/boxes/BOX/exec: the command runs on a thread of its own
  * (fb_box_exec), writing to two pipes; the response is read from them as
  * output comes and sent as NDJSON frames, chunked. A client that goes
- * away gets its command killed. */
+ * away gets its command killed.
+ *
+ * The job is shared by the thread and the response, each holding a
+ * reference; the last to let go frees it. The thread is detached, never
+ * joined: fb_box_exec may wait for ever (a paused box does not act on
+ * SIGKILL), and a wait in MHD's free callback would hang the connection's
+ * thread and MHD_stop_daemon with it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "box/box.h"
@@ -25,21 +32,24 @@
 #define READ_CHUNK 16384
 
 struct exec_job {
+	unsigned refs;                /* the thread's and the response's */
 	char uds[PATH_MAX + 32];
+	char box_id[FB_BOX_ID_LEN + 1];
 	char **argv, **env, *cwd;
 	unsigned timeout_s;
 	int stdin_fd;                 /* a memfd with the stdin bytes, or -1 */
 	int out_r, out_w, err_r, err_w;
 	int sig_r, sig_w;
-	pthread_t thread;
-	bool started, joined;
-	/* Set by the thread before it closes its pipe ends. */
+	/* Set by the thread under the lock before it closes its pipe ends;
+	 * read by the response once both are at EOF. */
+	pthread_mutex_t lock;
 	int err, status;
 	char errmsg[512];
 	/* The response side: a frame being sent, and where. */
 	char *pending;
 	size_t pending_len, pending_off;
 	bool exit_sent;
+	double touched_at;            /* CLOCK_MONOTONIC s */
 	struct fb_image_config defaults;
 };
 
@@ -52,31 +62,40 @@ static void free_strv(char **v)
 
 static void job_free(struct exec_job *j)
 {
-	if (!j)
-		return;
-	if (j->started && !j->joined) {
-		/* The client went away: end the command, then its thread. */
-		if (j->sig_w >= 0)
-			fb_agent_signal(j->sig_w, SIGKILL);
-		if (j->out_r >= 0)
-			close(j->out_r);
-		if (j->err_r >= 0)
-			close(j->err_r);
-		j->out_r = j->err_r = -1;
-		pthread_join(j->thread, NULL);
-	}
 	int *fds[] = { &j->stdin_fd, &j->out_r, &j->out_w, &j->err_r,
 		       &j->err_w, &j->sig_r, &j->sig_w };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (*fds[i] >= 0)
 			close(*fds[i]);
+	pthread_mutex_destroy(&j->lock);
 	free_strv(j->argv);
 	free_strv(j->env);
 	free(j->cwd);
 	free(j->pending);
 	fb_image_config_free(&j->defaults);
 	free(j);
+}
+
+static void job_put(struct exec_job *j)
+{
+	if (j && __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		job_free(j);
+}
+
+/* The response is done with the job (sent, failed, or the client went
+ * away): a command still running is killed, and its output has nowhere
+ * to go (a write to a full pipe nobody reads would block the thread). */
+static void job_release(struct exec_job *j)
+{
+	if (!j->exit_sent && j->sig_w >= 0)
+		fb_agent_signal(j->sig_w, SIGKILL);
+	if (j->out_r >= 0)
+		close(j->out_r);
+	if (j->err_r >= 0)
+		close(j->err_r);
+	j->out_r = j->err_r = -1;
+	job_put(j);
 }
 
 static void *run_job(void *arg)
@@ -89,15 +108,24 @@ static void *run_job(void *arg)
 		.timeout_ms = j->timeout_s * 1000,
 		.signal_fd = j->sig_r,
 	};
+	int status = -1, err;
 
-	j->err = fb_box_exec(j->uds, &req, j->stdin_fd, j->out_w, j->err_w,
-			     &j->status);
-	if (j->err < 0)
+	err = fb_box_exec(j->uds, &req, j->stdin_fd, j->out_w, j->err_w,
+			  &status);
+	pthread_mutex_lock(&j->lock);
+	j->err = err;
+	j->status = status;
+	if (err < 0) {
 		snprintf(j->errmsg, sizeof(j->errmsg), "%s", fb_last_error());
+		/* So that its frame can be made: jansson takes only UTF-8. */
+		fbd_utf8_fix(j->errmsg);
+	}
+	pthread_mutex_unlock(&j->lock);
 	/* EOF on both pipes tells the response the command is over. */
 	close(j->out_w);
 	close(j->err_w);
 	j->out_w = j->err_w = -1;
+	job_put(j);
 	return NULL;
 }
 
@@ -176,14 +204,16 @@ static bool next_frame(struct exec_job *j)
 	if (j->out_r < 0 && j->err_r < 0) {
 		json_t *o;
 
-		pthread_join(j->thread, NULL);
-		j->joined = true;
-		if (j->err == -ETIMEDOUT)
+		pthread_mutex_lock(&j->lock);
+		/* 124 only for the agent's kill at timeout_s (which sets a
+		 * status): a dial or HELLO that timed out is an error. */
+		if (j->err == -ETIMEDOUT && j->timeout_s && j->status >= 0)
 			o = json_pack("{s:i}", "exit_code", 124);
 		else if (j->err < 0)
 			o = json_pack("{s:s}", "error", j->errmsg);
 		else
 			o = json_pack("{s:i}", "exit_code", j->status);
+		pthread_mutex_unlock(&j->lock);
 		set_pending(j, o ? json_dumps(o, JSON_COMPACT) : NULL);
 		json_decref(o);
 		j->exit_sent = true;
@@ -211,11 +241,33 @@ static bool next_frame(struct exec_job *j)
 	return false;
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A command running is the box in use: its idle clock starts again,
+ * output or not (MHD calls here at least once a second meanwhile), at
+ * most once a second, and once more at the end. */
+static void touch_box(struct exec_job *j, bool end)
+{
+	double now = mono_s();
+
+	if (!end && now - j->touched_at < 1)
+		return;
+	j->touched_at = now;
+	fbd_touch(j->box_id);
+}
+
 static ssize_t read_response(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct exec_job *j = cls;
 	size_t n;
 
+	touch_box(j, j->exit_sent);
 	while (j->pending_off == j->pending_len) {
 		if (j->exit_sent)
 			return MHD_CONTENT_READER_END_OF_STREAM;
@@ -235,7 +287,7 @@ static ssize_t read_response(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void free_response(void *cls)
 {
-	job_free(cls);
+	job_release(cls);
 }
 
 static char **string_array(json_t *arr, size_t max)
@@ -302,8 +354,15 @@ static int make_pipes(struct exec_job *j)
 	int p[3][2];
 
 	for (int i = 0; i < 3; i++)
-		if (pipe2(p[i], O_CLOEXEC) < 0)
-			return -errno;
+		if (pipe2(p[i], O_CLOEXEC) < 0) {
+			int err = -errno;
+
+			while (i--) {
+				close(p[i][0]);
+				close(p[i][1]);
+			}
+			return err;
+		}
 	j->out_r = p[0][0]; j->out_w = p[0][1];
 	j->err_r = p[1][0]; j->err_w = p[1][1];
 	j->sig_r = p[2][0]; j->sig_w = p[2][1];
@@ -316,7 +375,7 @@ static enum MHD_Result bad(struct fbd_req *r, json_t *body,
 			   const char *msg)
 {
 	json_decref(body);
-	job_free(j);
+	job_put(j);
 	return fbd_reply_error(r, status, "%s", msg);
 }
 
@@ -327,6 +386,8 @@ enum MHD_Result fbd_exec(struct fbd_req *r, const struct fb_box_info *info)
 	struct MHD_Response *resp;
 	struct exec_job *j;
 	char path[PATH_MAX + 32];
+	const char *cwd = NULL;
+	pthread_t thread;
 	uint64_t t = 0;
 
 	if (!body)
@@ -334,8 +395,11 @@ enum MHD_Result fbd_exec(struct fbd_req *r, const struct fb_box_info *info)
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return bad(r, body, NULL, 500, "out of memory");
+	j->refs = 1;
+	pthread_mutex_init(&j->lock, NULL);
 	j->stdin_fd = j->out_r = j->out_w = j->err_r = j->err_w = -1;
 	j->sig_r = j->sig_w = -1;
+	snprintf(j->box_id, sizeof(j->box_id), "%s", info->id);
 	cmd = json_object_get(body, "cmd");
 	if (json_is_string(cmd)) {
 		j->argv = calloc(4, sizeof(*j->argv));
@@ -357,25 +421,30 @@ enum MHD_Result fbd_exec(struct fbd_req *r, const struct fb_box_info *info)
 		   info->dir) == 0 &&
 	    fb_image_config_load(path, &j->defaults) < 0)
 		memset(&j->defaults, 0, sizeof(j->defaults));
+	/* null is absent, as for the fields read by fbd_json_*(). */
 	env = json_object_get(body, "env");
+	if (json_is_null(env))
+		env = NULL;
 	if (env && !json_is_object(env))
 		return bad(r, body, j, 400, "'env' must be an object of "
 			   "strings");
 	if (build_env(j, env) < 0)
 		return bad(r, body, j, 400, "'env' must map names (no '=') to "
 			   "strings, at most 512 with the image's");
-	v = json_object_get(body, "cwd");
-	if (v && !json_is_string(v))
-		return bad(r, body, j, 400, "'cwd' must be a string");
-	if (v || j->defaults.workdir)
-		j->cwd = strdup(v ? json_string_value(v) : j->defaults.workdir);
-	if (fbd_json_uint(r, body, "timeout_s", 0, 86400 * 30, &t, &ret) < 0) {
+	if (fbd_json_str(r, body, "cwd", &cwd, &ret) < 0 ||
+	    fbd_json_uint(r, body, "timeout_s", 0, 86400 * 30, &t, &ret) < 0) {
 		json_decref(body);
-		job_free(j);
+		job_put(j);
 		return ret;
 	}
+	if (!cwd)
+		cwd = j->defaults.workdir;
+	if (cwd && !(j->cwd = strdup(cwd)))
+		return bad(r, body, j, 500, "out of memory");
 	j->timeout_s = (unsigned)t;
 	v = json_object_get(body, "stdin");
+	if (json_is_null(v))
+		v = NULL;
 	if (v && !json_is_string(v))
 		return bad(r, body, j, 400, "'stdin' must be a string");
 	if (v && (j->stdin_fd = stdin_memfd(json_string_value(v),
@@ -383,16 +452,21 @@ enum MHD_Result fbd_exec(struct fbd_req *r, const struct fb_box_info *info)
 		return bad(r, body, j, 500, "memfd for stdin failed");
 	json_decref(body);
 	snprintf(j->uds, sizeof(j->uds), "%s/%s", info->dir, FB_BOX_VSOCK_NAME);
-	if (make_pipes(j) < 0 ||
-	    pthread_create(&j->thread, NULL, run_job, j) != 0)
-		return bad(r, NULL, j, 500, "pipe or thread for exec failed");
-	j->started = true;
+	if (make_pipes(j) < 0)
+		return bad(r, NULL, j, 500, "pipes for exec failed");
+	j->refs = 2;
+	if (pthread_create(&thread, NULL, run_job, j) != 0) {
+		j->refs = 1;
+		return bad(r, NULL, j, 500, "a thread for exec failed");
+	}
+	pthread_detach(thread);
+	j->touched_at = mono_s();
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, READ_CHUNK,
 						 read_response, j,
 						 free_response);
 	if (!resp) {
-		job_free(j);
-		return MHD_NO;
+		job_release(j);
+		return fbd_reply_error(r, 500, "a response for exec failed");
 	}
 	MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
 	fbd_count_response(200);

@@ -21,22 +21,42 @@ static enum MHD_Result queue(struct fbd_req *r, unsigned status,
 	return ret;
 }
 
+/* What a reply whose JSON could not be made says instead: a fixed body,
+ * so the client still gets a status and one line, not an empty reply. */
+static const char no_json[] =
+	"{\"error\":\"forkboxd could not build its JSON reply\"}\n";
+
+static enum MHD_Result reply_no_json(struct fbd_req *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		sizeof(no_json) - 1, (void *)no_json, MHD_RESPMEM_PERSISTENT);
+
+	if (resp)
+		MHD_add_response_header(resp, "Content-Type",
+					"application/json");
+	return queue(r, 500, resp);
+}
+
 enum MHD_Result fbd_reply_json(struct fbd_req *r, unsigned status,
 			       json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, *nl;
 	struct MHD_Response *resp;
 	size_t len;
 
 	json_decref(body);
+	/* A json_pack that failed (a string not UTF-8, no memory) gave
+	 * NULL: the caller's reply is lost, but not the reply. */
 	if (!text)
-		return MHD_NO;
+		return reply_no_json(r);
 	len = strlen(text);
-	text[len] = '\0';
 	/* One trailing newline, so curl's output ends a line. */
-	text = realloc(text, len + 2);
-	if (!text)
-		return MHD_NO;
+	nl = realloc(text, len + 2);
+	if (!nl) {
+		free(text);
+		return reply_no_json(r);
+	}
+	text = nl;
 	text[len] = '\n';
 	text[len + 1] = '\0';
 	resp = MHD_create_response_from_buffer(len + 1, text,
@@ -49,6 +69,55 @@ enum MHD_Result fbd_reply_json(struct fbd_req *r, unsigned status,
 	return queue(r, status, resp);
 }
 
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF, as jansson checks), or 0.
+ * The NUL that ends s is no continuation byte, so no read goes past it. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void fbd_utf8_fix(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		size_t n = utf8_seq(p);
+
+		if (n) {
+			p += n;
+			continue;
+		}
+		*p++ = '?';
+	}
+}
+
 enum MHD_Result fbd_reply_error(struct fbd_req *r, unsigned status,
 				const char *fmt, ...)
 {
@@ -58,6 +127,10 @@ enum MHD_Result fbd_reply_error(struct fbd_req *r, unsigned status,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* A message may quote what the client sent (a box or pool name
+	 * from the URL), or be cut mid-character by a precision or by
+	 * msg's size: jansson takes only UTF-8. */
+	fbd_utf8_fix(msg);
 	return fbd_reply_json(r, status, json_pack("{s:s}", "error", msg));
 }
 
@@ -70,7 +143,8 @@ enum MHD_Result fbd_reply_errno(struct fbd_req *r, int err)
 	case EINVAL: case ENAMETOOLONG:
 	case E2BIG: case ERANGE:            status = 400; break;
 	case EEXIST: case EBUSY:
-	case EALREADY: case ENOTCONN:       status = 409; break;
+	case EALREADY: case ENOTCONN:
+	case ECONNREFUSED:                  status = 409; break;
 	case EAGAIN:                        status = 429; break;
 	case ETIMEDOUT:                     status = 504; break;
 	case EACCES: case EPERM:            status = 403; break;
@@ -153,5 +227,21 @@ int fbd_json_str(struct fbd_req *r, json_t *obj, const char *key,
 		return -1;
 	}
 	*out = json_string_value(v);
+	return 1;
+}
+
+int fbd_json_bool(struct fbd_req *r, json_t *obj, const char *key, bool *out,
+		  enum MHD_Result *ret)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v)) {
+		*ret = fbd_reply_error(r, 400, "'%s' must be true or false",
+				       key);
+		return -1;
+	}
+	*out = json_is_true(v);
 	return 1;
 }

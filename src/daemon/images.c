@@ -37,8 +37,9 @@ static enum MHD_Result made(struct fbd_req *r, int err, struct fb_image *img)
 static enum MHD_Result build(struct fbd_req *r, bool import)
 {
 	enum MHD_Result ret = MHD_NO;
-	json_t *body = fbd_body_object(r, &ret), *builtin;
+	json_t *body = fbd_body_object(r, &ret);
 	const char *name = NULL, *from = NULL, *path = NULL;
+	bool builtin = false;
 	struct fb_image img;
 
 	if (!body)
@@ -47,7 +48,8 @@ static enum MHD_Result build(struct fbd_req *r, bool import)
 	    fbd_json_str(r, body, "from_dir", &from, &ret) < 0 ||
 	    fbd_json_str(r, body, "path", &path, &ret) < 0)
 		goto out;
-	builtin = json_object_get(body, "builtin");
+	if (fbd_json_bool(r, body, "builtin", &builtin, &ret) < 0)
+		goto out;
 	if (!name) {
 		ret = fbd_reply_error(r, 400, "'name' is needed");
 	} else if (import) {
@@ -55,9 +57,7 @@ static enum MHD_Result build(struct fbd_req *r, bool import)
 		      fbd_reply_error(r, 400, "'path' must name a tarball by "
 				      "its absolute path on the daemon's host") :
 		      made(r, fb_image_import(name, path, &img), &img);
-	} else if (builtin && !json_is_boolean(builtin)) {
-		ret = fbd_reply_error(r, 400, "'builtin' must be true or false");
-	} else if (json_is_true(builtin) == !!from) {
+	} else if (builtin == !!from) {
 		ret = fbd_reply_error(r, 400, "give 'builtin': true or "
 				      "'from_dir', one of them");
 	} else if (from) {
@@ -77,10 +77,11 @@ enum MHD_Result fbd_images(struct fbd_req *r)
 {
 	if (r->nseg == 2 && !strcmp(r->method, "GET")) {
 		json_t *arr = json_array();
+		int err = fb_image_list(add_image, arr);
 
-		if (fb_image_list(add_image, arr) < 0) {
+		if (err < 0) {
 			json_decref(arr);
-			return fbd_reply_errno(r, -EIO);
+			return fbd_reply_errno(r, err);
 		}
 		return fbd_reply_json(r, 200, json_pack("{s:o}", "images",
 							arr));

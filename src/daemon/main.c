@@ -50,6 +50,14 @@ bool fbd_wait_ms(unsigned ms)
 	return !s;
 }
 
+static void set_stopping(void)
+{
+	pthread_mutex_lock(&stop_lock);
+	stopping = true;
+	pthread_cond_broadcast(&stop_cond);
+	pthread_mutex_unlock(&stop_lock);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -183,9 +191,20 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if (fbd_pools_load() < 0 || fbd_reaper_start() < 0 ||
-	    fbd_pools_start() < 0 || fbd_server_start(&cfg) < 0) {
+	/* The sockets first: a daemon refused because another listens must
+	 * not have begun anything (booting a pool's template, reaping). A
+	 * request that comes before the pools are loaded waits for them
+	 * (pool.c); the ready line comes once all runs. */
+	if (fbd_server_start(&cfg) < 0) {
 		fprintf(stderr, "forkboxd: %s\n", fb_last_error());
+		return 1;
+	}
+	if (fbd_pools_load() < 0 || fbd_reaper_start() < 0 ||
+	    fbd_pools_start() < 0) {
+		fprintf(stderr, "forkboxd: %s\n", fb_last_error());
+		set_stopping();
+		fbd_server_stop(&cfg);
+		fbd_pools_stop();
 		return 1;
 	}
 	printf("forkboxd: ready on %s%s%s\n", cfg.socket_path,
@@ -196,10 +215,10 @@ int main(int argc, char **argv)
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP);
 	fprintf(stderr, "forkboxd: %s: stopping (the boxes run on)\n",
 		strsignal(sig));
-	pthread_mutex_lock(&stop_lock);
-	stopping = true;
-	pthread_cond_broadcast(&stop_cond);
-	pthread_mutex_unlock(&stop_lock);
+	set_stopping();
 	fbd_server_stop(&cfg);
+	/* A pool's template may be booting or its children forking: they
+	 * end first (a boot may take up to a minute). */
+	fbd_pools_stop();
 	return 0;
 }

@@ -46,7 +46,11 @@ struct pool {
 	double failed_at;
 	struct idle_box *idle;
 	unsigned nr_idle, cap_idle;
-	unsigned out;     /* handed out and alive, as last counted */
+	unsigned out;     /* handed out and alive, as last counted, plus
+			     pending */
+	unsigned pending; /* being handed out now (an idle box re-stamped,
+			     a fork on demand): out before its lifetime.json
+			     says so */
 	bool deleted;
 };
 
@@ -54,6 +58,9 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
 static struct pool **pools;
 static unsigned nr_pools;
+static bool loaded;        /* fbd_pools_load ran: pools[] is whole */
+static pthread_t manager_thread;
+static bool manager_started;
 
 static double mono_s(void)
 {
@@ -82,6 +89,16 @@ static struct pool *find(const char *name)
 		if (!pools[i]->deleted && !strcmp(pools[i]->name, name))
 			return pools[i];
 	return NULL;
+}
+
+/* Takes the lock once the pools are loaded: the sockets listen before
+ * (main.c), and a request must not see a pool missing, or make one of a
+ * name that is about to be read back. */
+static void lock_loaded(void)
+{
+	pthread_mutex_lock(&lock);
+	while (!loaded)
+		pthread_cond_wait(&changed, &lock);
 }
 
 static const char *state_name(enum pool_state s)
@@ -170,7 +187,7 @@ static void remove_box(const char *id, const char *why)
 /* ---- loading: pools/NAME.json, and the boxes that are theirs ---------- */
 
 struct census {
-	struct pool *pool;
+	const char *pool; /* its name: fixed, read without the lock */
 	unsigned out;
 };
 
@@ -180,7 +197,7 @@ static int count_pool_box(const struct fb_box_info *info, void *opaque)
 	struct fbd_lifetime lt;
 
 	if (info->state == FB_BOX_DEAD || fbd_lifetime_load(info->dir, &lt) ||
-	    strcmp(lt.pool, c->pool->name))
+	    strcmp(lt.pool, c->pool))
 		return 0;
 	if (!lt.pool_idle && !lt.pool_template)
 		c->out++;
@@ -202,7 +219,11 @@ static int find_idle(const struct fb_box_info *info, void *opaque)
 	return 0;
 }
 
-static struct pool *pool_from_json(json_t *j, char *err, size_t err_len)
+/* A pool's config from the API, or (from_disk) from pools/NAME.json,
+ * which alone may name its template: a client could otherwise make any
+ * box a pool's template, and DELETE of the pool remove it. */
+static struct pool *pool_from_json(json_t *j, bool from_disk, char *err,
+				   size_t err_len)
 {
 	const char *name = "", *image = "base", *tmpl = "";
 	json_int_t cpus = 1, mem = 256, min_idle = 1, max = 16, ttl = 0;
@@ -245,7 +266,7 @@ static struct pool *pool_from_json(json_t *j, char *err, size_t err_len)
 	}
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	snprintf(p->image, sizeof(p->image), "%s", image);
-	if (strlen(tmpl) == FB_BOX_ID_LEN)
+	if (from_disk && strlen(tmpl) == FB_BOX_ID_LEN)
 		snprintf(p->template_id, sizeof(p->template_id), "%s", tmpl);
 	p->cpus = (unsigned)cpus;
 	p->mem_mib = (uint64_t)mem;
@@ -266,7 +287,18 @@ static int add_pool(struct pool *p)
 	return 0;
 }
 
-int fbd_pools_load(void)
+static bool is_template(const struct pool *p, struct fb_box_info *info)
+{
+	struct fbd_lifetime lt;
+
+	return fb_box_find(p->template_id, info) == 0 &&
+	       !strcmp(info->id, p->template_id) &&
+	       info->state == FB_BOX_RUNNING &&
+	       fbd_lifetime_load(info->dir, &lt) == 0 && lt.pool_template &&
+	       !strcmp(lt.pool, p->name);
+}
+
+static int load_pools(void)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 300], msg[256];
 	struct dirent *e;
@@ -290,17 +322,17 @@ int fbd_pools_load(void)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		j = json_load_file(path, 0, &jerr);
-		p = j ? pool_from_json(j, msg, sizeof(msg)) : NULL;
+		p = j ? pool_from_json(j, true, msg, sizeof(msg)) : NULL;
 		json_decref(j);
 		if (!p) {
 			fprintf(stderr, "forkboxd: ignoring pool file %s: %s\n",
 				path, j ? msg : jerr.text);
 			continue;
 		}
-		/* A template that lives on is the pool's again; else the
+		/* A template that lives on, and that its lifetime.json
+		 * says is this pool's, is the pool's again; else the
 		 * manager boots a new one. */
-		if (p->template_id[0] && fb_box_find(p->template_id, &info) == 0
-		    && info.state == FB_BOX_RUNNING)
+		if (p->template_id[0] && is_template(p, &info))
 			p->state = POOL_READY;
 		else
 			p->template_id[0] = '\0';
@@ -312,6 +344,20 @@ int fbd_pools_load(void)
 	}
 	closedir(d);
 	return 0;
+}
+
+int fbd_pools_load(void)
+{
+	int err;
+
+	/* Under the lock, and loaded set even on failure: a request that
+	 * waits in lock_loaded() must not wait for ever. */
+	pthread_mutex_lock(&lock);
+	err = load_pools();
+	loaded = true;
+	pthread_cond_broadcast(&changed);
+	pthread_mutex_unlock(&lock);
+	return err;
 }
 
 /* ---- the manager -------------------------------------------------------- */
@@ -370,7 +416,7 @@ static int fork_children(const char *pool, const char *template_id,
 static bool tend(struct pool *p)
 {
 	char id[FB_BOX_ID_LEN + 1], tmpl[FB_BOX_ID_LEN + 1];
-	struct census c = { .pool = p };
+	struct census c = { .pool = p->name };
 	struct fb_box_fork_result res;
 	struct fb_box_info info;
 	double now = mono_s();
@@ -430,7 +476,7 @@ static bool tend(struct pool *p)
 	pthread_mutex_unlock(&lock);
 	fb_box_list(count_pool_box, &c);
 	pthread_mutex_lock(&lock);
-	p->out = c.out;
+	p->out = c.out + p->pending;
 	want = p->min_idle > p->nr_idle ? p->min_idle - p->nr_idle : 0;
 	room = p->max > p->nr_idle + p->out ? p->max - p->nr_idle - p->out : 0;
 	if (want > room)
@@ -501,25 +547,48 @@ static void *manager(void *arg)
 
 int fbd_pools_start(void)
 {
-	pthread_t t;
-	int e = pthread_create(&t, NULL, manager, NULL);
+	int e = pthread_create(&manager_thread, NULL, manager, NULL);
 
 	if (e)
 		return fb_errorf(-e, "pthread_create: %s", strerror(e));
-	pthread_detach(t);
+	manager_started = true;
 	return 0;
 }
 
+void fbd_pools_stop(void)
+{
+	if (!manager_started)
+		return;
+	/* It sees fbd_stopping() at its next look; wake it for that. */
+	pthread_mutex_lock(&lock);
+	pthread_cond_broadcast(&changed);
+	pthread_mutex_unlock(&lock);
+	pthread_join(manager_thread, NULL);
+	manager_started = false;
+}
+
 /* ---- acquire -------------------------------------------------------------- */
+
+/* Under the lock: a box being handed out is out for good, or (failed)
+ * not at all. */
+static void hand_out_done(struct pool *p, bool failed)
+{
+	p->pending--;
+	if (failed && p->out)
+		p->out--;
+	pthread_cond_broadcast(&changed);
+}
 
 int fbd_pool_acquire(const char *name, const struct fbd_lifetime *lt_in,
 		     char id[FB_BOX_ID_LEN + 1])
 {
 	struct fbd_lifetime lt = *lt_in;
+	struct census c = { .pool = name };
 	struct fb_box_fork_result res;
-	char tmpl[FB_BOX_ID_LEN + 1];
+	char tmpl[FB_BOX_ID_LEN + 1], msg[256];
 	struct fb_box_info info;
 	struct timespec until;
+	bool counted = false, alive;
 	struct pool *p;
 	int err;
 
@@ -527,7 +596,7 @@ int fbd_pool_acquire(const char *name, const struct fbd_lifetime *lt_in,
 	lt.pool_idle = lt.pool_template = false;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += ACQUIRE_WAIT_S;
-	pthread_mutex_lock(&lock);
+	lock_loaded();
 	for (;;) {
 		p = find(name);
 		if (!p) {
@@ -538,20 +607,38 @@ int fbd_pool_acquire(const char *name, const struct fbd_lifetime *lt_in,
 			snprintf(id, FB_BOX_ID_LEN + 1, "%s", p->idle[0].id);
 			drop_idle(p, 0);
 			p->out++;
+			p->pending++;
 			pthread_cond_broadcast(&changed);
 			pthread_mutex_unlock(&lock);
-			if (fb_box_find(id, &info) < 0 ||
-			    info.state != FB_BOX_RUNNING) {
+			alive = fb_box_find(id, &info) == 0 &&
+				info.state == FB_BOX_RUNNING;
+			if (alive)
+				fbd_lifetime_save(info.dir, &lt);
+			else
 				remove_box(id, "an idle pool box that died");
-				pthread_mutex_lock(&lock);
+			pthread_mutex_lock(&lock);
+			hand_out_done(p, !alive);
+			if (!alive)
 				continue;
-			}
-			fbd_lifetime_save(info.dir, &lt);
+			pthread_mutex_unlock(&lock);
 			fbd_touch(id);
 			return 0;
 		}
-		if (p->state == POOL_READY)
-			break;
+		if (p->state == POOL_READY) {
+			if (counted)
+				break;
+			/* out is counted again here, not only by the
+			 * manager: it does not look at a pool that wants
+			 * nothing (min_idle 0, no idle_ttl_s), and boxes
+			 * handed out end. The lock is dropped for it, so
+			 * everything is looked at again after. */
+			pthread_mutex_unlock(&lock);
+			c.out = 0;
+			fb_box_list(count_pool_box, &c);
+			pthread_mutex_lock(&lock);
+			counted = true;
+			continue;
+		}
 		if (p->state == POOL_FAILED) {
 			err = fb_errorf(-EIO, "pool '%s' has no template: %s",
 					name, p->error);
@@ -565,6 +652,7 @@ int fbd_pool_acquire(const char *name, const struct fbd_lifetime *lt_in,
 					 "within %d s", name, ACQUIRE_WAIT_S);
 		}
 	}
+	p->out = c.out + p->pending;
 	if (p->nr_idle + p->out >= p->max) {
 		err = fb_errorf(-EAGAIN, "pool '%s' has its max of %u boxes "
 				"out and none idle", name, p->max);
@@ -573,14 +661,33 @@ int fbd_pool_acquire(const char *name, const struct fbd_lifetime *lt_in,
 	}
 	/* None idle: fork one now, counted as out meanwhile. */
 	p->out++;
+	p->pending++;
 	snprintf(tmpl, sizeof(tmpl), "%s", p->template_id);
 	pthread_mutex_unlock(&lock);
 	err = fork_children(name, tmpl, 1, &lt, &res);
-	if (!err && res.nr == 1)
+	if (!err && res.nr != 1)
+		err = fb_errorf(-EIO, "pool '%s': its fork made %u boxes, not 1",
+				name, res.nr);
+	if (!err) {
 		snprintf(id, FB_BOX_ID_LEN + 1, "%s", res.ids[0].id);
+	} else {
+		/* A child that started is nobody's: the caller gets the
+		 * error. Removing it must not change the error's text. */
+		snprintf(msg, sizeof(msg), "%s", fb_last_error());
+		for (unsigned i = 0; i < res.nr; i++)
+			remove_box(res.ids[i].id, "its hand-out failed");
+		fb_errorf(err, "%s", msg);
+	}
 	fb_box_fork_result_free(&res);
 	pthread_mutex_lock(&lock);
-	pthread_cond_broadcast(&changed);
+	hand_out_done(p, err < 0);
+	/* A template that died is booted again, as tend() does: a pool
+	 * with min_idle 0 would otherwise never get one. */
+	if (err < 0 && !p->deleted && !strcmp(p->template_id, tmpl) &&
+	    (fb_box_find(tmpl, &info) < 0 || info.state != FB_BOX_RUNNING)) {
+		p->state = POOL_STARTING;
+		p->template_id[0] = '\0';
+	}
 	pthread_mutex_unlock(&lock);
 	if (!err)
 		fbd_touch(id);
@@ -596,10 +703,11 @@ static enum MHD_Result create_pool(struct fbd_req *r)
 	struct fb_image img;
 	struct pool *p;
 	char msg[256];
+	int err;
 
 	if (!body)
 		return ret;
-	p = pool_from_json(body, msg, sizeof(msg));
+	p = pool_from_json(body, false, msg, sizeof(msg));
 	json_decref(body);
 	if (!p)
 		return fbd_reply_error(r, 400, "%s", msg);
@@ -610,17 +718,20 @@ static enum MHD_Result create_pool(struct fbd_req *r)
 		}
 		fb_image_free(&img);
 	}
-	pthread_mutex_lock(&lock);
+	lock_loaded();
 	if (find(p->name)) {
 		pthread_mutex_unlock(&lock);
 		ret = fbd_reply_error(r, 409, "pool '%s' exists", p->name);
 		free(p);
 		return ret;
 	}
-	if (save(p) < 0 || add_pool(p) < 0) {
+	err = save(p);
+	if (!err)
+		err = add_pool(p);
+	if (err < 0) {
 		pthread_mutex_unlock(&lock);
 		free(p);
-		return fbd_reply_errno(r, -EIO);
+		return fbd_reply_errno(r, err);
 	}
 	pthread_cond_broadcast(&changed);
 	ret = fbd_reply_json(r, 201, pool_json(p));
@@ -635,7 +746,7 @@ static enum MHD_Result delete_pool(struct fbd_req *r, const char *name)
 	unsigned nr;
 	struct pool *p;
 
-	pthread_mutex_lock(&lock);
+	lock_loaded();
 	p = find(name);
 	if (!p) {
 		pthread_mutex_unlock(&lock);
@@ -669,7 +780,7 @@ enum MHD_Result fbd_pools(struct fbd_req *r)
 	if (r->nseg == 2 && !strcmp(r->method, "GET")) {
 		json_t *arr = json_array();
 
-		pthread_mutex_lock(&lock);
+		lock_loaded();
 		for (unsigned i = 0; i < nr_pools; i++)
 			if (!pools[i]->deleted)
 				json_array_append_new(arr, pool_json(pools[i]));
@@ -684,7 +795,7 @@ enum MHD_Result fbd_pools(struct fbd_req *r)
 		return delete_pool(r, r->seg[2]);
 	if (strcmp(r->method, "GET"))
 		return fbd_reply_error(r, 405, "use GET or DELETE on a pool");
-	pthread_mutex_lock(&lock);
+	lock_loaded();
 	p = find(r->seg[2]);
 	ret = p ? fbd_reply_json(r, 200, pool_json(p)) :
 		  fbd_reply_error(r, 404, "no pool '%s'", r->seg[2]);
@@ -695,7 +806,7 @@ enum MHD_Result fbd_pools(struct fbd_req *r)
 void fbd_pools_metrics(void (*fn)(void *opaque, const char *pool,
 				  unsigned idle, unsigned out), void *opaque)
 {
-	pthread_mutex_lock(&lock);
+	lock_loaded();
 	for (unsigned i = 0; i < nr_pools; i++)
 		if (!pools[i]->deleted)
 			fn(opaque, pools[i]->name, pools[i]->nr_idle,

@@ -143,18 +143,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	struct fbd_req *r = *con_cls;
 
 	if (!r) {
+		bool ok;
+
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return MHD_NO;
 		r->conn = conn;
 		r->method = method;
 		*con_cls = r;
-		return MHD_YES;
-	}
-	if (!r->checked) {
-		bool ok = l->transport == UNIX_SOCKET ?
-			  peer_allowed(conn) : bearer_allowed(conn, l->cfg->token);
-
+		/* Who asks is checked on this first call, the headers just
+		 * read: MHD queues a response now but not while a body is
+		 * coming in, so a refusal later would be an empty reply. */
+		ok = l->transport == UNIX_SOCKET ?
+		     peer_allowed(conn) : bearer_allowed(conn, l->cfg->token);
 		if (!ok)
 			return fbd_reply_error(r, l->transport == UNIX_SOCKET ?
 					       403 : 401, "%s",
@@ -163,8 +164,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 					       "may use this socket" :
 					       "a valid 'Authorization: Bearer "
 					       "TOKEN' header is needed");
-		r->checked = true;
+		r->allowed = true;
+		return MHD_YES;
 	}
+	/* MHD calls no more once a response is queued; were it to, a
+	 * refused request must still never reach route(). */
+	if (!r->allowed)
+		return MHD_NO;
 	if (*upload_size) {
 		if (append_body(r, upload, *upload_size) < 0)
 			return MHD_NO;
@@ -220,7 +226,11 @@ static int listen_unix(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fb_errorf(-errno, "socket: %s", strerror(errno));
-	/* Created 0600: no moment where another user could connect. */
+	/* Created 0600: no moment where another user could connect. The
+	 * umask is the whole process's: this runs before forkboxd starts
+	 * any thread (main.c binds before it loads pools or starts the
+	 * reaper, and the Unix socket before MHD's threads), so nothing
+	 * else creates a file under 0177 meanwhile. */
 	old_mask = umask(0177);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		int err = -errno;
@@ -295,6 +305,8 @@ static int start_one(struct listener *l, int fd)
 	return 0;
 }
 
+static bool unix_bound;
+
 int fbd_server_start(const struct fbd_config *cfg)
 {
 	int fd, err;
@@ -302,17 +314,22 @@ int fbd_server_start(const struct fbd_config *cfg)
 	fd = listen_unix(cfg->socket_path);
 	if (fd < 0)
 		return fd;
+	unix_bound = true;
 	listeners[0] = (struct listener){ .transport = UNIX_SOCKET, .cfg = cfg };
 	err = start_one(&listeners[0], fd);
-	if (err < 0 || !cfg->tcp_addr[0])
-		return err;
-	fd = listen_tcp(cfg->tcp_addr);
-	if (fd < 0)
-		return fd;
-	listeners[1] = (struct listener){ .transport = TCP_SOCKET, .cfg = cfg };
-	return start_one(&listeners[1], fd);
+	if (!err && cfg->tcp_addr[0]) {
+		fd = listen_tcp(cfg->tcp_addr);
+		listeners[1] = (struct listener){ .transport = TCP_SOCKET,
+						  .cfg = cfg };
+		err = fd < 0 ? fd : start_one(&listeners[1], fd);
+	}
+	if (err < 0)
+		fbd_server_stop(cfg);
+	return err;
 }
 
+/* Stops what started; the socket file only if this daemon bound it (a
+ * daemon refused because another listens leaves the other's alone). */
 void fbd_server_stop(const struct fbd_config *cfg)
 {
 	for (unsigned i = 0; i < 2; i++)
@@ -320,5 +337,7 @@ void fbd_server_stop(const struct fbd_config *cfg)
 			MHD_stop_daemon(listeners[i].mhd);
 			listeners[i].mhd = NULL;
 		}
-	unlink(cfg->socket_path);
+	if (unix_bound)
+		unlink(cfg->socket_path);
+	unix_bound = false;
 }
