@@ -73,9 +73,6 @@ struct fb_agent_exec_req {
 	uint32_t timeout_ms;     /* 0: none; the agent kills the process group */
 	int signal_fd;           /* -1, or the read end of a pipe that
 				    fb_agent_signal() writes to */
-	bool hello_unread;       /* fd came from fb_agent_connect(): the
-				    request goes first, the HELLO is read
-				    after it (one trip to the guest less) */
 };
 
 /* Runs a command and relays its streams until it exits: stdin_fd (or -1

@@ -17,8 +17,6 @@
 #define OUT_CAP (256u * 1024u)
 #define OUT_SIZE (OUT_CAP + 2u * (FB_AGENT_HDR_LEN + FB_AGENT_CHUNK))
 #define SIG_MAX 64
-/* A HELLO read after a pipelined request: the dial timeout of boxio.h. */
-#define HELLO_TIMEOUT_MS 10000
 
 struct exec_loop {
 	int conn, stdin_fd, stdout_fd, stderr_fd, signal_fd;
@@ -238,8 +236,6 @@ int fb_agent_exec(int fd, const struct fb_agent_exec_req *req, int stdin_fd,
 
 	*exit_status = -1;
 	err = send_request(fd, req, stdin_fd >= 0);
-	if (!err && req->hello_unread)
-		err = fba_read_hello(fd, fba_deadline(HELLO_TIMEOUT_MS), NULL);
 	if (err)
 		return err;
 	if (fba_out_init(&x.out, OUT_SIZE) < 0)

@@ -12,15 +12,13 @@
 int fb_box_exec(const char *uds, const struct fb_agent_exec_req *req,
 		int stdin_fd, int stdout_fd, int stderr_fd, int *status)
 {
-	struct fb_agent_exec_req first = *req;
-	int fd = fb_agent_connect(uds, FB_AGENT_PORT, FB_BOX_DIAL_TIMEOUT_MS);
+	int fd = fb_agent_dial(uds, FB_AGENT_PORT, FB_BOX_DIAL_TIMEOUT_MS,
+			       NULL);
 	int err;
 
 	if (fd < 0)
 		return fd;
-	first.hello_unread = true;
-	err = fb_agent_exec(fd, &first, stdin_fd, stdout_fd, stderr_fd,
-			    status);
+	err = fb_agent_exec(fd, req, stdin_fd, stdout_fd, stderr_fd, status);
 	close(fd);
 	return err;
 }

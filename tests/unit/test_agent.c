@@ -27,7 +27,6 @@
 #include "../../guest/agent.h"
 #include "../../guest/agent_sys.h"
 #include "agent/client.h"
-#include "box/boxio.h"
 #include "agent/wire.h"
 #include "forkbox/forkbox.h"
 
@@ -951,50 +950,6 @@ static void test_reinject(void **state)
 
 /* A stand-in for the VMM's hybrid vsock socket: answers CONNECT, then
  * hands the stream to a server. */
-/* fb_box_exec pipelines: the EXEC request goes out right after the
- * CONNECT's OK, before the agent's HELLO is read. The agent must still
- * see a well-formed exchange and the command run once. */
-static void test_exec_request_before_hello(void **state)
-{
-	struct fb_agent_exec_req req = sh_req("echo piped; exit 4");
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	char uds[96], line[32], *out_text;
-	int lfd, c, out = memfd(), status = -1, st;
-	size_t n = 0;
-	pid_t pid;
-
-	snprintf(uds, sizeof(uds), "%s/pipelined.sock", tmpdir);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", uds);
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(lfd, 4), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		c = accept(lfd, NULL, NULL);
-		while (n < sizeof(line) - 1 && read(c, line + n, 1) == 1 &&
-		       line[n] != '\n')
-			n++;
-		line[n] = '\0';
-		if (strcmp(line, "CONNECT 1024") != 0)
-			exit(2);
-		if (write(c, "OK 1073741824\n", 14) != 14)
-			exit(3);
-		exit(fb_agent_serve(c) < 0);
-	}
-	if (fb_box_exec(uds, &req, -1, out, -1, &status) < 0)
-		fail_msg("exec: %s", fb_last_error());
-	assert_int_equal(status, 4);
-	out_text = slurp(out, NULL);
-	assert_string_equal(out_text, "piped\n");
-	free(out_text);
-	close(out);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	close(lfd);
-	unlink(uds);
-}
-
 static void test_dial_and_ready(void **state)
 {
 	char uds[96], ready[96];
@@ -1197,7 +1152,6 @@ int main(void)
 		cmocka_unit_test(test_exec_signal_forwarded),
 		cmocka_unit_test(test_exec_env_cwd),
 		cmocka_unit_test(test_exec_tty),
-		cmocka_unit_test(test_exec_request_before_hello),
 		cmocka_unit_test(test_exec_concurrent),
 		cmocka_unit_test(test_file_write_read_big),
 		cmocka_unit_test(test_file_write_from_pipe),
