@@ -11,6 +11,7 @@
 #include "cli/curl_lib.h"
 #include "cli/daemon_client.h"
 #include "forkbox/forkbox.h"
+#include "util/buf.h"
 #include "util/error.h"
 
 #define HEALTH_TIMEOUT_MS 2000L
@@ -61,8 +62,7 @@ int fb_daemon_escape(const char *s, char *buf, size_t len)
 }
 
 struct response_buf {
-	char *data;
-	size_t len, cap;
+	struct fb_buf buf;
 	bool too_big;
 };
 
@@ -71,25 +71,12 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *opaque)
 	struct response_buf *rb = opaque;
 	size_t n = size * nmemb;
 
-	if (rb->len + n + 1 > MAX_RESPONSE) {
+	if (rb->buf.len + n + 1 > MAX_RESPONSE) {
 		rb->too_big = true;
 		return 0;
 	}
-	if (rb->len + n + 1 > rb->cap) {
-		size_t cap = rb->cap ? rb->cap : 4096;
-		char *p;
-
-		while (cap < rb->len + n + 1)
-			cap *= 2;
-		p = realloc(rb->data, cap);
-		if (!p)
-			return 0;
-		rb->data = p;
-		rb->cap = cap;
-	}
-	memcpy(rb->data + rb->len, ptr, n);
-	rb->len += n;
-	rb->data[rb->len] = '\0';
+	if (fb_buf_append(&rb->buf, ptr, n) < 0)
+		return 0;
 	return n;
 }
 
@@ -200,22 +187,22 @@ static int request(const char *method, const char *path, json_t *body,
 				"%u MiB", method, path, MAX_RESPONSE >> 20) :
 		      fb_errorf(curl_errno(rc), "forkboxd on %s: %s", sock,
 				errbuf[0] ? errbuf : cl->easy_strerror(rc));
-		free(rb.data);
+		free(rb.buf.data);
 		return err;
 	}
-	if (rb.len) {
+	if (rb.buf.len) {
 		json_error_t jerr;
 
-		*response = json_loadb(rb.data, rb.len, 0, &jerr);
+		*response = json_loadb(rb.buf.data, rb.buf.len, 0, &jerr);
 		if (!*response && *status >= 200 && *status < 300) {
 			err = fb_errorf(-EPROTO, "forkboxd's answer to %s %s "
 					"is not JSON: %s", method, path,
 					jerr.text);
-			free(rb.data);
+			free(rb.buf.data);
 			return err;
 		}
 	}
-	free(rb.data);
+	free(rb.buf.data);
 	if (*status < 200 || *status >= 300)
 		return daemon_error(method, path, *status, *response);
 	return 0;

@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 
 #include "box/box.h"
+#include "util/buf.h"
 
 #define FBD_VERSION "1"
 #define FBD_SOCKET_NAME "forkboxd.sock"
@@ -33,8 +34,7 @@ struct fbd_config {
 struct fbd_req {
 	struct MHD_Connection *conn;
 	const char *method;
-	char *body;
-	size_t len, cap;
+	struct fb_buf body;
 	bool too_big;
 	bool allowed;         /* the peer or the token passed */
 	const char *seg[8];   /* the URL path, split at '/' */

@@ -78,7 +78,7 @@ static enum MHD_Result write_file(struct fbd_req *r,
 	}
 	fd = dial(info);
 	err = fd < 0 ? fd : fb_agent_write_file(fd, path, (uint32_t)mode, -1,
-						r->body ? r->body : "", r->len);
+						r->body.data ? r->body.data : "", r->body.len);
 	if (fd >= 0)
 		close(fd);
 	if (err < 0)

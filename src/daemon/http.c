@@ -171,9 +171,9 @@ json_t *fbd_body_object(struct fbd_req *r, enum MHD_Result *ret)
 				       FBD_MAX_JSON_BODY);
 		return NULL;
 	}
-	if (!r->len)
+	if (!r->body.len)
 		return json_object();
-	j = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+	j = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j) {
 		*ret = fbd_reply_error(r, 400, "request body is not JSON: %s "
 				       "(line %d, column %d)", jerr.text,

@@ -84,26 +84,11 @@ static size_t body_limit(const struct fbd_req *r)
 
 static int append_body(struct fbd_req *r, const char *data, size_t n)
 {
-	if (r->too_big || r->len + n > body_limit(r)) {
+	if (r->too_big || r->body.len + n > body_limit(r)) {
 		r->too_big = true;
 		return 0;
 	}
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = r->cap ? r->cap : 4096;
-		char *p;
-
-		while (cap < r->len + n + 1)
-			cap *= 2;
-		p = realloc(r->body, cap);
-		if (!p)
-			return -ENOMEM;
-		r->body = p;
-		r->cap = cap;
-	}
-	memcpy(r->body + r->len, data, n);
-	r->len += n;
-	r->body[r->len] = '\0';
-	return 0;
+	return fb_buf_append(&r->body, data, n);
 }
 
 static enum MHD_Result route(struct fbd_req *r)
@@ -189,7 +174,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 
 	if (!r)
 		return;
-	free(r->body);
+	free(r->body.data);
 	free(r->path_copy);
 	free(r);
 	*con_cls = NULL;
