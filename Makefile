@@ -171,7 +171,7 @@ FZ           := $(B)/fuzz
 # Only the code under test and what it calls (tests/fuzz/stubs.c stands in
 # for the VM that the virtio transport would stop), so work in progress
 # elsewhere in the library cannot break the fuzz build.
-FUZZ_LIB_SRCS := src/vmm/guest_mem.c src/util/error.c src/util/file.c \
+FUZZ_LIB_SRCS := src/vmm/guest_mem.c src/util/error.c src/util/file.c src/util/sock.c \
                  src/arch/x86/boot.c src/box/frames.c \
                  $(wildcard src/devices/virtio/virtqueue.c src/devices/virtio/mmio.c \
                             src/devices/virtio/vsock*.c src/agent/*.c) \

@@ -14,6 +14,7 @@
 #include "agent/client.h"
 #include "agent/wire.h"
 #include "util/error.h"
+#include "util/sock.h"
 
 #define HANDSHAKE_LINE_MAX 64 /* "OK 4294967295\n" with room to spare */
 
@@ -95,16 +96,14 @@ static int read_ok_line(int fd, int64_t deadline, const char *path, uint32_t por
 
 int fb_agent_connect(const char *uds_path, uint32_t port, int timeout_ms)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sockaddr_un addr;
 	int64_t deadline = fba_deadline(timeout_ms);
 	struct timeval tv = { 0 };
 	char cmd[32];
-	int fd, err;
+	int fd, err = fb_unix_addr(&addr, uds_path);
 
-	if (strlen(uds_path) >= sizeof(addr.sun_path))
-		return fb_errorf(-ENAMETOOLONG, "%s: path too long for a Unix "
-				 "socket", uds_path);
-	memcpy(addr.sun_path, uds_path, strlen(uds_path) + 1);
+	if (err < 0)
+		return err;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fb_errorf(-errno, "socket(AF_UNIX): %s", strerror(errno));

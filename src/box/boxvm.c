@@ -21,6 +21,7 @@
 #include "snapshot/memory.h"
 #include "vmm/vm_snapshot.h"
 #include "util/error.h"
+#include "util/sock.h"
 
 #define DEFAULT_READY_TIMEOUT_MS 60000
 #define AGENT_CMDLINE FB_CMDLINE_BASE " " FB_CMDLINE_AGENT "1"
@@ -35,21 +36,18 @@ static double now_ms(void)
 
 static int listen_unix(const char *path)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd;
+	struct sockaddr_un addr;
+	int fd, err = fb_unix_addr(&addr, path);
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return fb_errorf(-ENAMETOOLONG, "socket path %s is longer than "
-				 "%zu bytes", path, sizeof(addr.sun_path) - 1);
-	memcpy(addr.sun_path, path, strlen(path) + 1);
+	if (err < 0)
+		return err;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fb_errorf(-errno, "socket: %s", strerror(errno));
 	unlink(path);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    listen(fd, 8) < 0) {
-		int err = -errno;
-
+		err = -errno;
 		close(fd);
 		return fb_errorf(err, "bind/listen %s: %s", path,
 				 strerror(-err));

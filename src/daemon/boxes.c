@@ -15,14 +15,6 @@
 #define DEFAULT_IMAGE "base"
 #define CONTROL_TIMEOUT_MS 120000 /* a snapshot writes all guest RAM */
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Milliseconds to a tenth: more digits would be noise. */
 static double round_01(double ms)
 {
@@ -161,7 +153,7 @@ static enum MHD_Result create_box(struct fbd_req *r)
 	struct fbd_lifetime lt;
 	json_t *body = fbd_body_object(r, &ret);
 	uint64_t n;
-	double t0 = now_s();
+	double t0 = fbd_mono_s();
 	int err, got;
 
 	if (!body)
@@ -205,7 +197,7 @@ static enum MHD_Result create_box(struct fbd_req *r)
 			ret = fbd_reply_errno(r, err);
 			goto out;
 		}
-		fbd_observe(FBD_H_ACQUIRE, now_s() - t0);
+		fbd_observe(FBD_H_ACQUIRE, fbd_mono_s() - t0);
 		ret = reply_box(r, 201, id);
 		goto out;
 	}
@@ -224,7 +216,7 @@ static enum MHD_Result create_box(struct fbd_req *r)
 		ret = fbd_reply_errno(r, err);
 		goto out;
 	}
-	fbd_observe(FBD_H_CREATE, now_s() - t0);
+	fbd_observe(FBD_H_CREATE, fbd_mono_s() - t0);
 	{
 		struct fb_box_info info;
 
@@ -321,7 +313,7 @@ static enum MHD_Result fork_box(struct fbd_req *r,
 	json_t *body = fbd_body_object(r, &ret), *kids;
 	struct fbd_lifetime lt;
 	uint64_t n = 1;
-	double t0 = now_s();
+	double t0 = fbd_mono_s();
 	int err;
 
 	if (!body)
@@ -352,7 +344,7 @@ static enum MHD_Result fork_box(struct fbd_req *r,
 
 		ret = fbd_reply_json(r, 500, e);
 	} else {
-		fbd_observe(FBD_H_FORK, now_s() - t0);
+		fbd_observe(FBD_H_FORK, fbd_mono_s() - t0);
 		ret = fbd_reply_json(r, 201, json_pack(
 			"{s:o,s:f,s:f}", "children", kids,
 			"pause_ms", round_01(res.pause_ms),

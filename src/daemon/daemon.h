@@ -146,6 +146,8 @@ enum MHD_Result fbd_metrics(struct fbd_req *r);
 
 /* ---- main.c -------------------------------------------------------- */
 
+/* CLOCK_MONOTONIC in seconds: timeouts, ages, latencies. */
+double fbd_mono_s(void);
 /* Set once the daemon is stopping: background threads end. */
 bool fbd_stopping(void);
 /* Sleeps up to ms, less if the daemon is stopping; false then. */

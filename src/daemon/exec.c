@@ -241,20 +241,12 @@ static bool next_frame(struct exec_job *j)
 	return false;
 }
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* A command running is the box in use: its idle clock starts again,
  * output or not (MHD calls here at least once a second meanwhile), at
  * most once a second, and once more at the end. */
 static void touch_box(struct exec_job *j, bool end)
 {
-	double now = mono_s();
+	double now = fbd_mono_s();
 
 	if (!end && now - j->touched_at < 1)
 		return;
@@ -460,7 +452,7 @@ enum MHD_Result fbd_exec(struct fbd_req *r, const struct fb_box_info *info)
 		return bad(r, NULL, j, 500, "a thread for exec failed");
 	}
 	pthread_detach(thread);
-	j->touched_at = mono_s();
+	j->touched_at = fbd_mono_s();
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, READ_CHUNK,
 						 read_response, j,
 						 free_response);

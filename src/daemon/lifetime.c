@@ -23,14 +23,6 @@ static struct touched {
 static size_t nr_touched, cap_touched;
 static double started_at;
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int fbd_lifetime_save(const char *box_dir, const struct fbd_lifetime *lt)
 {
 	char path[PATH_MAX + 32], *text;
@@ -88,7 +80,7 @@ int fbd_lifetime_load(const char *box_dir, struct fbd_lifetime *lt)
 
 void fbd_touch(const char *id)
 {
-	double now = mono_s();
+	double now = fbd_mono_s();
 
 	pthread_mutex_lock(&touch_lock);
 	for (size_t i = 0; i < nr_touched; i++)
@@ -163,7 +155,7 @@ static int reap_one(const struct fb_box_info *info, void *opaque)
 	else if (lt.timeout_s && age > lt.timeout_s)
 		why = "its timeout_s passed";
 	else if (lt.idle_timeout_s &&
-		 mono_s() - last_touch(info->id) > lt.idle_timeout_s)
+		 fbd_mono_s() - last_touch(info->id) > lt.idle_timeout_s)
 		why = "its idle_timeout_s passed";
 	if (!why)
 		return 0;
@@ -187,7 +179,7 @@ int fbd_reaper_start(void)
 	pthread_t t;
 	int e;
 
-	started_at = mono_s();
+	started_at = fbd_mono_s();
 	e = pthread_create(&t, NULL, reaper, NULL);
 	if (e)
 		return fb_errorf(-e, "pthread_create: %s", strerror(e));

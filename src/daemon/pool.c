@@ -62,14 +62,6 @@ static bool loaded;        /* fbd_pools_load ran: pools[] is whole */
 static pthread_t manager_thread;
 static bool manager_started;
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int pools_dir(char *buf, size_t len)
 {
 	char home[PATH_MAX];
@@ -215,7 +207,7 @@ static int find_idle(const struct fb_box_info *info, void *opaque)
 	    !lt.pool_idle)
 		return 0;
 	age = (double)(fbd_realtime_ns() - lt.created_ns) / 1e9;
-	add_idle(p, info->id, mono_s() - (age > 0 ? age : 0));
+	add_idle(p, info->id, fbd_mono_s() - (age > 0 ? age : 0));
 	return 0;
 }
 
@@ -419,7 +411,7 @@ static bool tend(struct pool *p)
 	struct census c = { .pool = p->name };
 	struct fb_box_fork_result res;
 	struct fb_box_info info;
-	double now = mono_s();
+	double now = fbd_mono_s();
 	unsigned want, room;
 	int err;
 
@@ -439,7 +431,7 @@ static bool tend(struct pool *p)
 		}
 		if (err < 0) {
 			p->state = POOL_FAILED;
-			p->failed_at = mono_s();
+			p->failed_at = fbd_mono_s();
 			snprintf(p->error, sizeof(p->error), "template: %s",
 				 fb_last_error());
 			fprintf(stderr, "forkboxd: pool %s: %s\n", p->name,
@@ -491,7 +483,7 @@ static bool tend(struct pool *p)
 	pthread_mutex_lock(&lock);
 	if (err < 0) {
 		snprintf(p->error, sizeof(p->error), "fork: %s", fb_last_error());
-		p->failed_at = mono_s();
+		p->failed_at = fbd_mono_s();
 		fprintf(stderr, "forkboxd: pool %s: %s\n", p->name, p->error);
 		/* A template that died is booted again. */
 		if (fb_box_find(tmpl, &info) < 0 ||
@@ -508,7 +500,7 @@ static bool tend(struct pool *p)
 			remove_box(res.ids[i].id, "its pool was deleted");
 			pthread_mutex_lock(&lock);
 		} else {
-			add_idle(p, res.ids[i].id, mono_s());
+			add_idle(p, res.ids[i].id, fbd_mono_s());
 		}
 	}
 	fb_box_fork_result_free(&res);

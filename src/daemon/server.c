@@ -15,6 +15,7 @@
 #include "daemon/server.h"
 #include "forkbox/forkbox.h"
 #include "util/error.h"
+#include "util/sock.h"
 
 enum transport { UNIX_SOCKET, TCP_SOCKET };
 
@@ -190,14 +191,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * another daemon runs. */
 static int listen_unix(const char *path)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sockaddr_un addr;
 	mode_t old_mask;
-	int fd, probe;
+	int fd, probe, err = fb_unix_addr(&addr, path);
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return fb_errorf(-ENAMETOOLONG, "socket path too long: %s",
-				 path);
-	strcpy(addr.sun_path, path);
+	if (err < 0)
+		return err;
 	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (probe >= 0 && connect(probe, (struct sockaddr *)&addr,
 				  sizeof(addr)) == 0) {
@@ -218,16 +217,14 @@ static int listen_unix(const char *path)
 	 * else creates a file under 0177 meanwhile. */
 	old_mask = umask(0177);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int err = -errno;
-
+		err = -errno;
 		umask(old_mask);
 		close(fd);
 		return fb_errorf(err, "bind %s: %s", path, strerror(-err));
 	}
 	umask(old_mask);
 	if (listen(fd, 128) < 0) {
-		int err = -errno;
-
+		err = -errno;
 		close(fd);
 		return fb_errorf(err, "listen %s: %s", path, strerror(-err));
 	}

@@ -16,16 +16,7 @@
 
 #include "devices/virtio/vsock_priv.h"
 #include "util/error.h"
-
-static int unix_addr(struct sockaddr_un *sa, const char *path)
-{
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa->sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa->sun_path, path, strlen(path));
-	return 0;
-}
+#include "util/sock.h"
 
 int vsock_listen(struct fb_vsock *v)
 {
@@ -33,7 +24,7 @@ int vsock_listen(struct fb_vsock *v)
 	struct stat st;
 	int fd;
 
-	if (unix_addr(&sa, v->uds_path))
+	if (fb_unix_addr(&sa, v->uds_path))
 		return fb_errorf(-ENAMETOOLONG, "vsock: %s: path too long",
 				 v->uds_path);
 	/* A socket left by a box that died is ours to replace; anything
@@ -238,7 +229,7 @@ void vsock_peer_connect(struct fb_vsock *v, uint32_t local_port,
 	int fd;
 
 	snprintf(path, sizeof(path), "%s_%u", v->uds_path, local_port);
-	if (unix_addr(&sa, path))
+	if (fb_unix_addr(&sa, path))
 		goto refuse;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
