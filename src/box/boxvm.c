@@ -22,17 +22,10 @@
 #include "vmm/vm_snapshot.h"
 #include "util/error.h"
 #include "util/sock.h"
+#include "util/clock.h"
 
 #define DEFAULT_READY_TIMEOUT_MS 60000
 #define AGENT_CMDLINE FB_CMDLINE_BASE " " FB_CMDLINE_AGENT "1"
-
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 static int listen_unix(const char *path)
 {
@@ -77,7 +70,7 @@ static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
 	};
 	struct fb_agent_hello hello;
 	struct fb_agent_boot boot;
-	double left = timeout_ms - (now_ms() - t0);
+	double left = timeout_ms - (fb_now_ms() - t0);
 	int n, err;
 
 	if (left < 1)
@@ -93,12 +86,12 @@ static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
 	if (n == 0)
 		return fb_errorf(-ETIMEDOUT, "the box's agent did not say "
 				 "hello within %u ms", timeout_ms);
-	left = timeout_ms - (now_ms() - t0);
+	left = timeout_ms - (fb_now_ms() - t0);
 	err = fb_agent_accept_ready(b->ready_listen_fd,
 				    left < 1 ? 1 : (int)left, &hello, &boot);
 	if (err < 0)
 		return err;
-	b->hello_at_ms = now_ms();
+	b->hello_at_ms = fb_now_ms();
 	b->ready_ms = b->hello_at_ms - t0;
 	b->guest_hello_ns = hello.boottime_ns;
 	memcpy(b->guest_boot_ns, boot.ns, sizeof(b->guest_boot_ns));
@@ -158,7 +151,7 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 {
 	const char *dir = b->dir;
 	struct fb_jail_config jail;
-	double t = now_ms();
+	double t = fb_now_ms();
 	int err;
 
 	b->launch_at_ms = t;
@@ -173,11 +166,11 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 		if (err < 0)
 			return err;
 	}
-	b->launch_ms[FB_LAUNCH_JAIL_PREPARE] = now_ms() - t;
+	b->launch_ms[FB_LAUNCH_JAIL_PREPARE] = fb_now_ms() - t;
 	err = fb_vm_create(vmc, &b->vm);
 	if (err < 0)
 		return err;
-	b->launch_ms[FB_LAUNCH_VM_CREATE] = now_ms() - t;
+	b->launch_ms[FB_LAUNCH_VM_CREATE] = fb_now_ms() - t;
 	if (snap) {
 		err = fb_vm_snapshot_apply(b->vm, snap);
 		/* Diffs of a restored box count from the snapshot. */
@@ -186,13 +179,13 @@ int fb_box_vm_launch(struct fb_box_vm *b, const struct fb_box_spec *spec,
 		if (err < 0)
 			return err;
 	}
-	b->launch_ms[FB_LAUNCH_STATE] = now_ms() - t;
+	b->launch_ms[FB_LAUNCH_STATE] = fb_now_ms() - t;
 	if (!spec->no_jail) {
 		err = fb_jail_enter(&jail);
 		if (err < 0)
 			return err;
 	}
-	b->launch_ms[FB_LAUNCH_JAIL_ENTER] = now_ms() - t;
+	b->launch_ms[FB_LAUNCH_JAIL_ENTER] = fb_now_ms() - t;
 	err = -pthread_create(&b->thread, NULL, vm_thread, b);
 	if (err)
 		return fb_errorf(err, "pthread_create: %s", strerror(-err));
@@ -208,7 +201,7 @@ int fb_box_vm_start(const struct fb_box_spec *spec, const char *dir,
 	struct fb_vm_config vmc;
 	struct fb_box_vm *b;
 	unsigned nr_disks = 0;
-	double t0 = now_ms();
+	double t0 = fb_now_ms();
 	int err;
 
 	err = fb_box_vm_prepare(spec, dir, true, &b);

@@ -24,17 +24,10 @@
 #include "vmm/vm_snapshot.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/clock.h"
 
 #define FORK_MAX 1024
 #define FORK_CONTROL_TIMEOUT_MS 60000
-
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 /* Asks the parent's VMM for a template (its pause is the only time it
  * stops) and checks it: the state like a snapshot's, the layers sealed. */
@@ -180,7 +173,7 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	char disk[128];
 	unsigned window, started = 0, done = 0;
 	struct { int fd; pid_t pid; unsigned i; } *run = NULL;
-	double t0 = now_ms();
+	double t0 = fb_now_ms();
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int err;
 
@@ -194,7 +187,7 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 			   &res->runs, disk, sizeof(disk));
 	if (err < 0)
 		return err;
-	res->template_ms = now_ms() - t0;
+	res->template_ms = fb_now_ms() - t0;
 	res->layers = layers.nr;
 	spec.restore_from = NULL;
 	spec.fork_state = state;
@@ -202,10 +195,10 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 	spec.fork_disk_dir = disk[0] ? parent->dir : NULL;
 	spec.fork_disk_frozen = disk[0] ? disk : NULL;
 	if (disk[0]) {
-		double t_disk = now_ms();
+		double t_disk = fb_now_ms();
 
 		err = share_disk(parent, &spec, n, &preset);
-		res->disk_ms = now_ms() - t_disk;
+		res->disk_ms = fb_now_ms() - t_disk;
 		if (err < 0)
 			goto out;
 	}
@@ -257,7 +250,7 @@ int fb_box_fork(const struct fb_box_info *parent, unsigned n,
 		     run[done % window].i, res, &err);
 		done++;
 	}
-	res->total_ms = now_ms() - t0;
+	res->total_ms = fb_now_ms() - t0;
 out:
 	/* Children prepared but never started. */
 	for (unsigned i = started; preset && i < n; i++)

@@ -18,14 +18,7 @@
 #include "util/error.h"
 #include "vmm/vm.h"
 #include "vmm/vm_snapshot.h"
-
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
+#include "util/clock.h"
 
 static uint64_t bitmap_words(const struct fb_box_vm *b)
 {
@@ -169,7 +162,7 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 			goto fail;
 	}
 
-	t0 = now_ms();
+	t0 = fb_now_ms();
 	err = fb_vm_pause(b->vm);
 	if (err < 0)
 		goto fail;
@@ -184,7 +177,7 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 	if (!err)
 		err = fb_vm_dirty_start(b->vm);
 	fb_vm_resume(b->vm);
-	t->paused_ms = now_ms() - t0;
+	t->paused_ms = fb_now_ms() - t0;
 	if (err < 0)
 		goto fail;
 	/* The dirty log now counts from the fork, not from a snapshot. */

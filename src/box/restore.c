@@ -22,16 +22,9 @@
 #include "util/error.h"
 #include "vmm/vm.h"
 #include "vmm/vm_snapshot.h"
+#include "util/clock.h"
 
 #define RESTORE_ENTROPY 64
-
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 /* The guest's vsock connections were reset with the restore; its agent
  * listens on. Ready is a fresh connection answered with HELLO (the device
@@ -41,7 +34,7 @@ static double now_ms(void)
 static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 		 double *dial_ms)
 {
-	double t0 = now_ms();
+	double t0 = fb_now_ms();
 	uint8_t entropy[RESTORE_ENTROPY];
 	char hostname[32];
 	struct fb_agent_reinject ri = {
@@ -61,7 +54,7 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 	ri.realtime_ns = (uint64_t)now.tv_sec * 1000000000ull +
 			 (uint64_t)now.tv_nsec;
 	err = fb_agent_dial_reinject(b->uds, &ri, NULL, timeout_ms);
-	*dial_ms = now_ms() - t0;
+	*dial_ms = fb_now_ms() - t0;
 	return err;
 }
 
@@ -127,7 +120,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	unsigned nr_disks = 0;
 	struct fb_box_vm *b;
 	uint8_t *host = NULL;
-	double t0 = now_ms(), t_mem, t_launch, dial_ms = 0;
+	double t0 = fb_now_ms(), t_mem, t_launch, dial_ms = 0;
 	int err;
 
 	err = fb_box_vm_prepare(spec, dir, false, &b);
@@ -174,7 +167,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	}
 	if (err < 0)
 		goto fail;
-	t_mem = now_ms();
+	t_mem = fb_now_ms();
 	vmc = (struct fb_vm_config){
 		.cpus = cfg.cpus,
 		.mem_mib = cfg.mem_mib,
@@ -198,12 +191,12 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	err = fb_box_vm_launch(b, spec, &vmc, state);
 	if (err < 0)
 		goto fail;
-	t_launch = now_ms();
+	t_launch = fb_now_ms();
 	err = greet(b, id, spec->ready_timeout_ms ? (int)spec->ready_timeout_ms
 						  : 60000, &dial_ms);
 	if (err < 0)
 		goto fail;
-	b->ready_ms = now_ms() - t0;
+	b->ready_ms = fb_now_ms() - t0;
 	/* Where a restore's time goes, in the box's vmm.log. */
 	fprintf(stderr, "forkbox vmm: restored in %.1f ms: state and memory "
 		"%.1f, VM and jail %.1f (at %.1f/%.1f/%.1f/%.1f: jail, VM, "
@@ -211,7 +204,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		b->ready_ms, t_mem - t0,
 		t_launch - t_mem, b->launch_ms[FB_LAUNCH_JAIL_PREPARE],
 		b->launch_ms[FB_LAUNCH_VM_CREATE], b->launch_ms[FB_LAUNCH_STATE],
-		b->launch_ms[FB_LAUNCH_JAIL_ENTER], now_ms() - t_launch,
+		b->launch_ms[FB_LAUNCH_JAIL_ENTER], fb_now_ms() - t_launch,
 		dial_ms);
 	fb_snap_free(snap);
 	*out = b;

@@ -17,14 +17,7 @@
 #include "util/error.h"
 #include "vmm/vm.h"
 #include "vmm/vm_snapshot.h"
-
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
+#include "util/clock.h"
 
 /* Writes state and memory into the temporary directory tmp. */
 static int write_snapshot(struct fb_box_vm *b, const char *tmp, bool diff)
@@ -75,7 +68,7 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 	char tmp[PATH_MAX], final[PATH_MAX], opt[16] = "";
 	char frozen[FB_LAYER_NAME_MAX + 1] = "";
 	bool diff;
-	double t0 = now_ms(), paused_ms;
+	double t0 = fb_now_ms(), paused_ms;
 	int n, err;
 
 	n = sscanf(args, "%4095s %4095s %15s", tmp, final, opt);
@@ -102,7 +95,7 @@ int fb_box_vm_snapshot(struct fb_box_vm *b, const char *args, char *detail,
 	if (!err)
 		err = fb_vm_dirty_start(b->vm);
 	fb_vm_resume(b->vm);
-	paused_ms = now_ms() - t0;
+	paused_ms = fb_now_ms() - t0;
 	if (err < 0)
 		return err;
 	snprintf(b->last_snapshot, sizeof(b->last_snapshot), "%s", final);

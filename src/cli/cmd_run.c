@@ -14,6 +14,7 @@
 #include "cli/exec_opts.h"
 #include "image/oci.h"
 #include "forkbox/forkbox.h"
+#include "util/clock.h"
 
 static void usage(FILE *f)
 {
@@ -54,14 +55,6 @@ static void usage(FILE *f)
 "exit status: CMD's; 125 forkbox failed (the console log is kept and\n"
 "named); 126 CMD cannot execute; 127 not found; 128+N killed by signal N;\n"
 "124 timeout. Needs a host whose KVM runs Linux (see forkbox host-check).\n");
-}
-
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
 /* What --trace prints: the CLI's own phases around the VMM's and the
@@ -167,7 +160,7 @@ int cmd_run(int argc, char **argv)
 	struct fb_box_info b;
 	struct fb_image_config defaults;
 	char **cmd = NULL;
-	double t0 = now_ms(), t_ready;
+	double t0 = fb_now_ms(), t_ready;
 	int c, r, status;
 
 	rt.t0 = t0;
@@ -206,25 +199,25 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
-	rt.checked = now_ms();
+	rt.checked = fb_now_ms();
 	fb_cli_ksm_notice("run", &spec);
 	if (fb_box_create(&spec, NULL, id) < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
-	rt.created = now_ms();
+	rt.created = fb_now_ms();
 	if (fb_box_find(id, &b) < 0) {
 		fprintf(stderr, "forkbox run: %s\n", fb_last_error());
 		return FB_EXIT_OWN_ERROR;
 	}
-	t_ready = now_ms();
+	t_ready = fb_now_ms();
 	snprintf(uds, sizeof(uds), "%s/%s", b.dir, FB_BOX_VSOCK_NAME);
 	if (fb_exec_image_defaults("run", b.dir, &o, &defaults) < 0 ||
 	    image_argv(&defaults, argv + optind, argc - optind, &cmd) < 0)
 		status = FB_EXIT_OWN_ERROR;
 	else
 		status = fb_exec_in_box("run", uds, &o, cmd);
-	rt.exec_done = now_ms();
+	rt.exec_done = fb_now_ms();
 	free(cmd);
 	fb_image_config_free(&defaults);
 	if (trace)
@@ -232,7 +225,7 @@ int cmd_run(int argc, char **argv)
 	if (stats)
 		fprintf(stderr, "forkbox run: boot to ready %.1f ms, command "
 			"%.1f ms, total %.1f ms\n", b.ready_ms,
-			now_ms() - t_ready, now_ms() - t0);
+			fb_now_ms() - t_ready, fb_now_ms() - t0);
 	if (keep || status == FB_EXIT_OWN_ERROR) {
 		fb_box_stop(&b, 10000);
 		fb_jail_cleanup(b.id);

@@ -13,6 +13,7 @@
 #include "daemon/daemon.h"
 #include "daemon/server.h"
 #include "forkbox/forkbox.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -21,10 +22,7 @@ static bool stopping;
 
 double fbd_mono_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	return fb_now_ms() / 1e3;
 }
 
 bool fbd_stopping(void)

@@ -16,6 +16,7 @@
 
 #include "jail/jail.h"
 #include "util/error.h"
+#include "util/clock.h"
 
 #define CGROUP2_MAGIC 0x63677270
 #define SYSFS_MAGIC 0x62656572
@@ -124,20 +125,12 @@ int fb_jail_cgroup_setup(const struct fb_jail_config *cfg)
 	return err;
 }
 
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* cgroup.events says "populated 1" while a task is inside; the file
  * signals POLLPRI when that changes. */
 static void wait_unpopulated(const char *dir, unsigned timeout_ms)
 {
 	char path[PATH_MAX + 32], buf[256];
-	double end = now_ms() + timeout_ms;
+	double end = fb_now_ms() + timeout_ms;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/cgroup.events", dir);
@@ -147,7 +140,7 @@ static void wait_unpopulated(const char *dir, unsigned timeout_ms)
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLPRI };
 		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-		double left = end - now_ms();
+		double left = end - fb_now_ms();
 
 		if (n < 0)
 			break;
