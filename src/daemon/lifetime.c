@@ -12,6 +12,7 @@
 #include "forkbox/forkbox.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 #define LIFETIME_NAME "lifetime.json"
 
@@ -25,25 +26,16 @@ static double started_at;
 
 int fbd_lifetime_save(const char *box_dir, const struct fbd_lifetime *lt)
 {
-	char path[PATH_MAX + 32], *text;
-	json_t *j;
-	int err;
+	char path[PATH_MAX + 32];
 
 	if (fb_fmt(path, sizeof(path), "%s/" LIFETIME_NAME, box_dir) < 0)
 		return -ENAMETOOLONG;
-	j = json_pack("{s:i,s:i,s:I,s:s,s:b,s:b}", "timeout_s",
-		      (int)lt->timeout_s, "idle_timeout_s",
-		      (int)lt->idle_timeout_s, "created_ns",
-		      (json_int_t)lt->created_ns, "pool", lt->pool,
-		      "pool_idle", lt->pool_idle, "pool_template",
-		      lt->pool_template);
-	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!text)
-		return fb_errorf(-ENOMEM, "json for %s", path);
-	err = fb_write_file_atomic(path, text, strlen(text), 0600);
-	free(text);
-	return err;
+	return fb_json_write_atomic(path, json_pack(
+		"{s:i,s:i,s:I,s:s,s:b,s:b}", "timeout_s", (int)lt->timeout_s,
+		"idle_timeout_s", (int)lt->idle_timeout_s, "created_ns",
+		(json_int_t)lt->created_ns, "pool", lt->pool, "pool_idle",
+		lt->pool_idle, "pool_template", lt->pool_template),
+		JSON_COMPACT, 0600);
 }
 
 int fbd_lifetime_load(const char *box_dir, struct fbd_lifetime *lt)

@@ -23,6 +23,7 @@
 #include "image/store.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 #define POOL_NAME_MAX 63
 #define TEMPLATE_RETRY_S 30
@@ -99,46 +100,48 @@ static const char *state_name(enum pool_state s)
 	       "starting";
 }
 
-/* Under the lock. */
+/* Under the lock: the pool's config and template, what its file keeps. */
+static json_t *pool_config_json(const struct pool *p)
+{
+	return json_pack("{s:s,s:s,s:i,s:I,s:i,s:i,s:i,s:s}", "name", p->name,
+			 "image", p->image, "cpus", (int)p->cpus,
+			 "mem_mib", (json_int_t)p->mem_mib,
+			 "min_idle", (int)p->min_idle, "max", (int)p->max,
+			 "idle_ttl_s", (int)p->idle_ttl_s,
+			 "template", p->template_id);
+}
+
+/* Under the lock: the config, and how the pool is doing. */
 static json_t *pool_json(const struct pool *p)
 {
-	json_t *idle = json_array();
+	json_t *j = pool_config_json(p), *idle = json_array();
 
 	for (unsigned i = 0; i < p->nr_idle; i++)
 		json_array_append_new(idle, json_string(p->idle[i].id));
-	return json_pack("{s:s,s:s,s:i,s:I,s:i,s:i,s:i,s:s,s:s,s:s,s:o,s:i}",
-			 "name", p->name, "image", p->image,
-			 "cpus", (int)p->cpus, "mem_mib", (json_int_t)p->mem_mib,
-			 "min_idle", (int)p->min_idle, "max", (int)p->max,
-			 "idle_ttl_s", (int)p->idle_ttl_s,
-			 "template", p->template_id,
-			 "state", state_name(p->state), "error", p->error,
-			 "idle", idle, "handed_out", (int)p->out);
+	if (!j) {
+		json_decref(idle);
+		return NULL;
+	}
+	if (json_object_update_new(j, json_pack(
+		    "{s:s,s:s,s:o,s:i}", "state", state_name(p->state),
+		    "error", p->error, "idle", idle, "handed_out",
+		    (int)p->out)) == 0)
+		return j;
+	json_decref(j);
+	return NULL;
 }
 
-/* Under the lock: config and template, atomically. */
+/* Under the lock: written atomically. */
 static int save(const struct pool *p)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 80], *text;
-	json_t *j;
+	char dir[PATH_MAX], path[PATH_MAX + 80];
 	int err = pools_dir(dir, sizeof(dir));
 
 	if (err < 0)
 		return err;
 	snprintf(path, sizeof(path), "%s/%s.json", dir, p->name);
-	j = json_pack("{s:s,s:s,s:i,s:I,s:i,s:i,s:i,s:s}", "name", p->name,
-		      "image", p->image, "cpus", (int)p->cpus,
-		      "mem_mib", (json_int_t)p->mem_mib,
-		      "min_idle", (int)p->min_idle, "max", (int)p->max,
-		      "idle_ttl_s", (int)p->idle_ttl_s,
-		      "template", p->template_id);
-	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!text)
-		return fb_errorf(-ENOMEM, "json for pool %s", p->name);
-	err = fb_write_file_atomic(path, text, strlen(text), 0600);
-	free(text);
-	return err;
+	return fb_json_write_atomic(path, pool_config_json(p), JSON_COMPACT,
+				    0600);
 }
 
 static int add_idle(struct pool *p, const char *id, double born)

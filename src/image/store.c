@@ -19,6 +19,7 @@
 #include "image/store_int.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 #define MIB (1ull << 20)
 #define JSON_MAX (1u << 20)
@@ -158,7 +159,6 @@ static int write_json(const struct fb_image *img)
 {
 	char path[PATH_MAX];
 	json_t *cfg, *root;
-	char *text;
 	int err = json_path(img->name, path, sizeof(path));
 
 	if (err)
@@ -175,28 +175,13 @@ static int write_json(const struct fb_image *img)
 		json_decref(root);
 		root = NULL;
 	}
-	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
-	json_decref(root);
-	if (!text)
-		return fb_errorf(-ENOMEM, "image %s: JSON out of memory",
-				 img->name);
-	err = fb_write_file_atomic(path, text, strlen(text), 0644);
-	free(text);
-	return err;
+	return fb_json_write_atomic(path, root, JSON_INDENT(2), 0644);
 }
 
 int fb_image_config_save(const struct fb_image_config *cfg, const char *path)
 {
-	json_t *j = config_json(cfg);
-	char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
-	int err;
-
-	json_decref(j);
-	if (!text)
-		return fb_errorf(-ENOMEM, "%s: JSON out of memory", path);
-	err = fb_write_file_atomic(path, text, strlen(text), 0644);
-	free(text);
-	return err;
+	return fb_json_write_atomic(path, config_json(cfg), JSON_INDENT(2),
+				    0644);
 }
 
 int fb_image_config_load(const char *path, struct fb_image_config *cfg)
