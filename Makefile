@@ -8,7 +8,9 @@ CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
 ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
-LDLIBS   := -lpthread -lseccomp -lz -larchive -ljansson -llz4
+# libarchive is not linked: image import loads it on first use
+# (src/image/archive_lib.h says why), hence -ldl.
+LDLIBS   := -lpthread -ldl -lseccomp -lz -ljansson -llz4
 
 FORKBOX_HOME ?= $(HOME)/.local/share/forkbox
 KERNEL_DIR ?= $(FORKBOX_HOME)/kernels/default
@@ -37,7 +39,7 @@ $(B)/libforkbox.a: $(LIB_OBJS)
 # libcurl is the CLI's alone (its client of forkboxd), loaded by dlopen when
 # it first talks to the daemon (src/cli/curl_lib.h says why).
 $(B)/forkbox: $(CLI_OBJS) $(B)/libforkbox.a
-	$(CC) $(ALLCFLAGS) -o $@ $^ -ldl $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -o $@ $^ $(LDLIBS)
 
 # forkboxd: the daemon (src/daemon/), over the same library.
 DAEMON_SRCS := $(wildcard src/daemon/*.c)

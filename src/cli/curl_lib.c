@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "cli/curl_lib.h"
+#include "util/dlbind.h"
 #include "util/error.h"
 
 #define CURL_SONAME "libcurl.so.4"
@@ -12,7 +13,7 @@ static int loaded; /* 0 not yet, 1 loaded, -1 failed */
 
 static int bind_all(void *h)
 {
-	static const struct { const char *name; size_t off; } syms[] = {
+	static const struct fb_dlsym syms[] = {
 		{ "curl_global_init", offsetof(struct fb_curl, global_init) },
 		{ "curl_easy_init", offsetof(struct fb_curl, easy_init) },
 		{ "curl_easy_setopt", offsetof(struct fb_curl, easy_setopt) },
@@ -24,16 +25,8 @@ static int bind_all(void *h)
 		{ "curl_slist_free_all", offsetof(struct fb_curl, slist_free_all) },
 	};
 
-	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		void *p = dlsym(h, syms[i].name);
-
-		if (!p)
-			return fb_errorf(-ENOENT, "%s has no %s", CURL_SONAME,
-					 syms[i].name);
-		/* POSIX dlsym: a function's address as a data pointer. */
-		*(void **)((char *)&lib + syms[i].off) = p;
-	}
-	return 0;
+	return fb_dlbind(h, CURL_SONAME, syms, sizeof(syms) / sizeof(syms[0]),
+			 &lib);
 }
 
 const struct fb_curl *fb_curl(void)

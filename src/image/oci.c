@@ -9,10 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <jansson.h>
 
+#include "image/archive_lib.h"
 #include "image/oci.h"
 #include "image/sha256.h"
 #include "util/error.h"
@@ -36,6 +35,7 @@ struct member {
 };
 
 struct import {
+	const struct fb_archive *A;
 	const char *tar; /* names the archive in messages */
 	char dir[PATH_MAX];
 	int dirfd;
@@ -130,7 +130,7 @@ static const char *digest_in_name(const char *name)
 
 static int archive_fail(struct import *im, struct archive *a)
 {
-	const char *msg = archive_error_string(a);
+	const char *msg = im->A->error_string(a);
 
 	return fb_errorf(-EIO, "%s: %s", im->tar,
 			 msg ? msg : "unreadable archive");
@@ -217,7 +217,7 @@ static int copy_member(struct import *im, struct archive *a,
 	im->n_files++;
 	fb_sha256_init(&h);
 	while (!err) {
-		r = archive_read_data_block(a, &buf, &len, &off);
+		r = im->A->read_data_block(a, &buf, &len, &off);
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN) {
@@ -239,10 +239,10 @@ static int copy_member(struct import *im, struct archive *a,
 			err = fb_errorf(err, "write %s/%s: %s", im->dir, fname,
 					strerror(-err));
 	}
-	if (!err && archive_entry_size_is_set(e) &&
-	    (uint64_t)archive_entry_size(e) > pos) {
-		hash_zeros(&h, (uint64_t)archive_entry_size(e) - pos);
-		pos = (uint64_t)archive_entry_size(e);
+	if (!err && im->A->entry_size_is_set(e) &&
+	    (uint64_t)im->A->entry_size(e) > pos) {
+		hash_zeros(&h, (uint64_t)im->A->entry_size(e) - pos);
+		pos = (uint64_t)im->A->entry_size(e);
 		if (ftruncate(fd, (off_t)pos) < 0)
 			err = fb_errorf(-errno, "truncate %s/%s: %s", im->dir,
 					fname, strerror(errno));
@@ -276,30 +276,30 @@ static int add_link(struct import *im, const char *name, const char *dir,
 static int take_member(struct import *im, struct archive *a,
 		       struct archive_entry *e)
 {
-	const char *raw = archive_entry_pathname(e);
-	const char *hard = archive_entry_hardlink(e);
+	const char *raw = im->A->entry_pathname(e);
+	const char *hard = im->A->entry_hardlink(e);
 	char name[PATH_MAX], dir[PATH_MAX];
 	struct member *m;
 	char *slash;
 
 	if (!raw)
-		raw = archive_entry_pathname_utf8(e);
+		raw = im->A->entry_pathname_utf8(e);
 	if (!hard)
-		hard = archive_entry_hardlink_utf8(e);
+		hard = im->A->entry_hardlink_utf8(e);
 	/* Nothing here is written by name, so an odd one (".." and the
 	 * like) can only be left out; lookups of it then fail. */
 	if (!raw || canon("", raw, name, sizeof(name)) < 0)
 		return 0;
 	if (hard)
 		return add_link(im, name, "", hard);
-	switch (archive_entry_filetype(e)) {
+	switch (im->A->entry_filetype(e)) {
 	case AE_IFLNK:
-		if (!archive_entry_symlink(e))
+		if (!im->A->entry_symlink(e))
 			return 0;
 		snprintf(dir, sizeof(dir), "%s", name);
 		slash = strrchr(dir, '/');
 		*(slash ? slash : dir) = '\0';
-		return add_link(im, name, dir, archive_entry_symlink(e));
+		return add_link(im, name, dir, im->A->entry_symlink(e));
 	case AE_IFREG:
 		m = add_member(im, name);
 		return m ? copy_member(im, a, e, m) : -ENOMEM;
@@ -310,25 +310,23 @@ static int take_member(struct import *im, struct archive *a,
 
 static int extract(struct import *im, int fd)
 {
-	struct archive *a = archive_read_new();
+	struct archive *a;
 	struct archive_entry *e;
 	la_int64_t end = 0;
 	int r, err = 0;
 
+	im->A = fb_archive();
+	if (!im->A)
+		return -ELIBACC;
+	a = fb_archive_reader(im->A, false);
 	if (!a)
 		return fb_errorf(-ENOMEM, "%s: archive_read_new failed", im->tar);
-	/* Named filters only: _all would also run external programs. */
-	archive_read_support_format_tar(a);
-	archive_read_support_filter_gzip(a);
-	archive_read_support_filter_zstd(a);
-	archive_read_support_filter_xz(a);
-	archive_read_support_filter_bzip2(a);
-	if (archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
+	if (im->A->read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK) {
 		err = archive_fail(im, a);
 		goto out;
 	}
 	for (;;) {
-		r = archive_read_next_header(a, &e);
+		r = im->A->read_next_header(a, &e);
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN) {
@@ -338,19 +336,19 @@ static int extract(struct import *im, int fd)
 		err = take_member(im, a, e);
 		if (err)
 			goto out;
-		if (archive_read_data_skip(a) < ARCHIVE_WARN) {
+		if (im->A->read_data_skip(a) < ARCHIVE_WARN) {
 			err = archive_fail(im, a);
 			goto out;
 		}
-		end = archive_filter_bytes(a, 0);
+		end = im->A->filter_bytes(a, 0);
 	}
 	/* An input that ends right after a member lacks tar's closing zero
 	 * blocks: cut short, not finished (see unpack.c). */
-	if (archive_filter_bytes(a, 0) - end < TAR_BLOCK)
+	if (im->A->filter_bytes(a, 0) - end < TAR_BLOCK)
 		err = fb_errorf(-EIO, "%s: truncated archive (no end-of-archive "
 				"marker)", im->tar);
 out:
-	archive_read_free(a);
+	im->A->read_free(a);
 	return err;
 }
 
@@ -941,6 +939,7 @@ int fb_oci_get_layer(const struct fb_oci_archive *arc, size_t i,
 
 int fb_oci_layer_check(const struct fb_oci_layer *l)
 {
+	const struct fb_archive *A;
 	struct archive *a;
 	struct archive_entry *e;
 	uint8_t digest[FB_SHA256_LEN];
@@ -953,20 +952,18 @@ int fb_oci_layer_check(const struct fb_oci_layer *l)
 
 	if (l->key_checked)
 		return 0;
-	a = archive_read_new();
+	A = fb_archive();
+	if (!A)
+		return -ELIBACC;
+	/* The decompressed bytes as one entry: what a diff_id hashes. */
+	a = fb_archive_reader(A, true);
 	if (!a)
 		return fb_errorf(-ENOMEM, "%s: archive_read_new failed", l->tar);
-	/* The raw format hands over the decompressed bytes as one entry. */
-	archive_read_support_format_raw(a);
-	archive_read_support_filter_gzip(a);
-	archive_read_support_filter_zstd(a);
-	archive_read_support_filter_xz(a);
-	archive_read_support_filter_bzip2(a);
 	fb_sha256_init(&h);
-	if (archive_read_open_filename(a, l->path, READ_BLOCK) != ARCHIVE_OK ||
-	    archive_read_next_header(a, &e) != ARCHIVE_OK)
+	if (A->read_open_filename(a, l->path, READ_BLOCK) != ARCHIVE_OK ||
+	    A->read_next_header(a, &e) != ARCHIVE_OK)
 		goto bad;
-	while ((r = archive_read_data_block(a, &buf, &len, &off)) != ARCHIVE_EOF) {
+	while ((r = A->read_data_block(a, &buf, &len, &off)) != ARCHIVE_EOF) {
 		if (r < ARCHIVE_WARN)
 			goto bad;
 		fb_sha256_update(&h, buf, len);
@@ -978,13 +975,13 @@ int fb_oci_layer_check(const struct fb_oci_layer *l)
 				"diff_ids) does not match its digest sha256:%s: "
 				"it decompresses to sha256:%s", l->tar,
 				l->index + 1, l->label, l->key, hex);
-	archive_read_free(a);
+	A->read_free(a);
 	return err;
 bad:
 	err = fb_errorf(-EIO, "%s: layer %zu (%s): %s", l->tar, l->index + 1,
-			l->label, archive_error_string(a) ?
-			archive_error_string(a) : "unreadable");
-	archive_read_free(a);
+			l->label, A->error_string(a) ?
+			A->error_string(a) : "unreadable");
+	A->read_free(a);
 	return err;
 }
 

@@ -13,10 +13,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <linux/openat2.h>
 
+#include "image/archive_lib.h"
 #include "image/unpack.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -53,6 +52,7 @@ struct pending_wh {
 };
 
 struct unpack {
+	const struct fb_archive *A;
 	struct archive *a;
 	int rootfd;
 	unsigned flags;
@@ -216,25 +216,25 @@ static const char *split(char *path, const char **parent)
 	return slash + 1;
 }
 
-static const char *entry_name(struct archive_entry *e)
+static const char *entry_name(struct unpack *u, struct archive_entry *e)
 {
-	const char *p = archive_entry_pathname(e);
+	const char *p = u->A->entry_pathname(e);
 
-	return p ? p : archive_entry_pathname_utf8(e);
+	return p ? p : u->A->entry_pathname_utf8(e);
 }
 
-static const char *entry_hardlink(struct archive_entry *e)
+static const char *entry_hardlink(struct unpack *u, struct archive_entry *e)
 {
-	const char *p = archive_entry_hardlink(e);
+	const char *p = u->A->entry_hardlink(e);
 
-	return p ? p : archive_entry_hardlink_utf8(e);
+	return p ? p : u->A->entry_hardlink_utf8(e);
 }
 
-static const char *entry_symlink(struct archive_entry *e)
+static const char *entry_symlink(struct unpack *u, struct archive_entry *e)
 {
-	const char *p = archive_entry_symlink(e);
+	const char *p = u->A->entry_symlink(e);
 
-	return p ? p : archive_entry_symlink_utf8(e);
+	return p ? p : u->A->entry_symlink_utf8(e);
 }
 
 /* ---- resolving beneath the root ------------------------------------ */
@@ -333,7 +333,7 @@ static int sys_error(struct unpack *u, const char *call, const char *name)
 
 static int archive_error(struct unpack *u)
 {
-	const char *msg = archive_error_string(u->a);
+	const char *msg = u->A->error_string(u->a);
 
 	return fb_errorf(-EIO, "%s: %s", u->label,
 			 msg ? msg : "unreadable archive");
@@ -805,25 +805,26 @@ static int apply_whiteout(struct unpack *u, const char *parent,
 
 /* ---- creating ------------------------------------------------------ */
 
-static void entry_times(struct archive_entry *e, struct timespec ts[2])
+static void entry_times(struct unpack *u, struct archive_entry *e,
+			struct timespec ts[2])
 {
 	ts[1].tv_sec = 0;
 	ts[1].tv_nsec = UTIME_OMIT;
-	if (archive_entry_mtime_is_set(e)) {
-		ts[1].tv_sec = archive_entry_mtime(e);
-		ts[1].tv_nsec = archive_entry_mtime_nsec(e);
+	if (u->A->entry_mtime_is_set(e)) {
+		ts[1].tv_sec = u->A->entry_mtime(e);
+		ts[1].tv_nsec = u->A->entry_mtime_nsec(e);
 	}
 	ts[0] = ts[1];
-	if (archive_entry_atime_is_set(e)) {
-		ts[0].tv_sec = archive_entry_atime(e);
-		ts[0].tv_nsec = archive_entry_atime_nsec(e);
+	if (u->A->entry_atime_is_set(e)) {
+		ts[0].tv_sec = u->A->entry_atime(e);
+		ts[0].tv_nsec = u->A->entry_atime_nsec(e);
 	}
 }
 
 static int entry_owner(struct unpack *u, struct archive_entry *e,
 		       uid_t *uid, gid_t *gid)
 {
-	la_int64_t o = archive_entry_uid(e), g = archive_entry_gid(e);
+	la_int64_t o = u->A->entry_uid(e), g = u->A->entry_gid(e);
 
 	/* (uid_t)-1 would tell chown to leave the owner as it is. */
 	if (o < 0 || o >= UINT32_MAX || g < 0 || g >= UINT32_MAX)
@@ -850,9 +851,9 @@ static int set_xattrs(struct unpack *u, int fd, struct archive_entry *e)
 	const void *value;
 	size_t size;
 
-	if (archive_entry_xattr_reset(e) == 0)
+	if (u->A->entry_xattr_reset(e) == 0)
 		return 0;
-	while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+	while (u->A->entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
 		if (!xattr_wanted(name)) {
 			u->st->skipped_xattrs++;
 			continue;
@@ -879,7 +880,7 @@ static int set_owner_mode(struct unpack *u, int fd, struct archive_entry *e,
 		return err;
 	if (fchown(fd, uid, gid) < 0)
 		return sys_error(u, "chown", base);
-	if (fchmod(fd, archive_entry_perm(e) & 07777) < 0)
+	if (fchmod(fd, u->A->entry_perm(e) & 07777) < 0)
 		return sys_error(u, "chmod", base);
 	return set_xattrs(u, fd, e);
 }
@@ -895,7 +896,7 @@ static int copy_data(struct unpack *u, int fd, struct archive_entry *e,
 	int r, err;
 
 	for (;;) {
-		r = archive_read_data_block(u->a, &buf, &len, &off);
+		r = u->A->read_data_block(u->a, &buf, &len, &off);
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN)
@@ -907,8 +908,8 @@ static int copy_data(struct unpack *u, int fd, struct archive_entry *e,
 		}
 		u->st->bytes += len;
 	}
-	if (archive_entry_size_is_set(e) &&
-	    ftruncate(fd, archive_entry_size(e)) < 0)
+	if (u->A->entry_size_is_set(e) &&
+	    ftruncate(fd, u->A->entry_size(e)) < 0)
 		return sys_error(u, "truncate", base);
 	return 0;
 }
@@ -928,7 +929,7 @@ static int make_file(struct unpack *u, struct archive_entry *e, int dfd,
 	err = copy_data(u, fd, e, base);
 	if (!err)
 		err = set_owner_mode(u, fd, e, base);
-	entry_times(e, ts);
+	entry_times(u, e, ts);
 	if (!err && futimens(fd, ts) < 0)
 		err = sys_error(u, "futimens", base);
 	if (close(fd) < 0 && !err)
@@ -947,7 +948,7 @@ static int remember_dir_time(struct unpack *u, struct archive_entry *e)
 	d->path = strdup(u->path);
 	if (!d->path)
 		return fb_errorf(-ENOMEM, "%s: out of memory", u->label);
-	entry_times(e, d->ts);
+	entry_times(u, e, d->ts);
 	u->n_dirs++;
 	return 0;
 }
@@ -983,9 +984,10 @@ static int set_meta_at(struct unpack *u, struct archive_entry *e, int dfd,
 	if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return sys_error(u, "chown", base);
 	/* Only for nodes we just made, never symlinks: fchmodat follows. */
-	if (chmod_too && fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0) < 0)
+	if (chmod_too &&
+	    fchmodat(dfd, base, u->A->entry_perm(e) & 07777, 0) < 0)
 		return sys_error(u, "chmod", base);
-	entry_times(e, ts);
+	entry_times(u, e, ts);
 	if (utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0)
 		return sys_error(u, "utimensat", base);
 	return 0;
@@ -994,7 +996,7 @@ static int set_meta_at(struct unpack *u, struct archive_entry *e, int dfd,
 static int make_symlink(struct unpack *u, struct archive_entry *e, int dfd,
 			const char *base)
 {
-	const char *target = entry_symlink(e);
+	const char *target = entry_symlink(u, e);
 	int err;
 
 	if (!target)
@@ -1011,9 +1013,9 @@ static int make_symlink(struct unpack *u, struct archive_entry *e, int dfd,
 static int make_node(struct unpack *u, struct archive_entry *e, int dfd,
 		     const char *base)
 {
-	mode_t type = archive_entry_filetype(e);
-	dev_t dev = makedev(archive_entry_rdevmajor(e),
-			    archive_entry_rdevminor(e));
+	mode_t type = u->A->entry_filetype(e);
+	dev_t dev = makedev(u->A->entry_rdevmajor(e),
+			    u->A->entry_rdevminor(e));
 	int err = clear_spot(u, dfd, base, false);
 
 	if (err)
@@ -1072,11 +1074,11 @@ static int make_hardlink(struct unpack *u, const char *link, int dfd,
 static int create_entry(struct unpack *u, struct archive_entry *e, int dfd,
 			const char *base)
 {
-	const char *link = entry_hardlink(e);
+	const char *link = entry_hardlink(u, e);
 
 	if (link)
 		return make_hardlink(u, link, dfd, base);
-	switch (archive_entry_filetype(e)) {
+	switch (u->A->entry_filetype(e)) {
 	case AE_IFREG:
 		return make_file(u, e, dfd, base);
 	case AE_IFDIR:
@@ -1090,13 +1092,13 @@ static int create_entry(struct unpack *u, struct archive_entry *e, int dfd,
 	default:
 		return fb_errorf(-EINVAL, "%s: member %s has file type 0%o, "
 				 "which a layer cannot hold", u->label,
-				 u->shown, (unsigned)archive_entry_filetype(e));
+				 u->shown, (unsigned)u->A->entry_filetype(e));
 	}
 }
 
 static int apply_entry(struct unpack *u, struct archive_entry *e)
 {
-	const char *raw = entry_name(e), *base, *slash;
+	const char *raw = entry_name(u, e), *base, *slash;
 	char parent[PATH_MAX];
 	int dfd, err;
 
@@ -1116,7 +1118,8 @@ static int apply_entry(struct unpack *u, struct archive_entry *e)
 				 u->shown);
 	if (!u->path[0]) {
 		/* "./": the root is the caller's, its metadata stays. */
-		if (archive_entry_filetype(e) == AE_IFDIR && !entry_hardlink(e))
+		if (u->A->entry_filetype(e) == AE_IFDIR &&
+		    !entry_hardlink(u, e))
 			return 0;
 		return fb_errorf(-EINVAL, "%s: member %s would replace the "
 				 "root", u->label, u->shown);
@@ -1160,7 +1163,7 @@ static int unpack_all(struct unpack *u)
 	int r, err;
 
 	for (;;) {
-		r = archive_read_next_header(u->a, &e);
+		r = u->A->read_next_header(u->a, &e);
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN)
@@ -1169,14 +1172,14 @@ static int unpack_all(struct unpack *u)
 		err = apply_entry(u, e);
 		if (err)
 			return err;
-		if (archive_read_data_skip(u->a) < ARCHIVE_WARN)
+		if (u->A->read_data_skip(u->a) < ARCHIVE_WARN)
 			return archive_error(u);
-		end = archive_filter_bytes(u->a, 0);
+		end = u->A->filter_bytes(u->a, 0);
 	}
 	/* libarchive takes an end of input right after a member for the end
 	 * of the archive; a tar cut there lacks the zero blocks every tar
 	 * writer puts last, and would unpack as a silent partial layer. */
-	if (archive_filter_bytes(u->a, 0) - end < TAR_BLOCK)
+	if (u->A->filter_bytes(u->a, 0) - end < TAR_BLOCK)
 		return fb_errorf(-EIO, "%s: truncated archive (no end-of-archive "
 				 "marker)", u->label);
 	return 0;
@@ -1195,19 +1198,17 @@ int fb_unpack_layer_flags(int rootfd, int layer_fd, const char *label,
 	u->flags = flags;
 	u->label = label;
 	u->st = st ? st : &scratch;
-	u->a = archive_read_new();
+	u->A = fb_archive();
+	if (!u->A) {
+		err = -ELIBACC;
+		goto out;
+	}
+	u->a = fb_archive_reader(u->A, false);
 	if (!u->a) {
 		err = fb_errorf(-ENOMEM, "%s: archive_read_new failed", label);
 		goto out;
 	}
-	/* Named filters only: _all would also run external programs
-	 * (lrzip, lzop...) on untrusted input. */
-	archive_read_support_format_tar(u->a);
-	archive_read_support_filter_gzip(u->a);
-	archive_read_support_filter_zstd(u->a);
-	archive_read_support_filter_xz(u->a);
-	archive_read_support_filter_bzip2(u->a);
-	if (archive_read_open_fd(u->a, layer_fd, READ_BLOCK) != ARCHIVE_OK) {
+	if (u->A->read_open_fd(u->a, layer_fd, READ_BLOCK) != ARCHIVE_OK) {
 		err = archive_error(u);
 		goto out;
 	}
@@ -1219,7 +1220,7 @@ int fb_unpack_layer_flags(int rootfd, int layer_fd, const char *label,
 		apply_dir_times(u);
 out:
 	if (u->a)
-		archive_read_free(u->a);
+		u->A->read_free(u->a);
 	set_free(&u->mine);
 	for (size_t i = 0; i < u->n_dirs; i++)
 		free(u->dirs[i].path);
