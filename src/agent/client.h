@@ -105,9 +105,11 @@ int fb_agent_write_file(int fd, const char *guest_path, uint32_t mode,
 			int src_fd, const void *buf, size_t len);
 
 /* Copies the regular file guest_path into dst_fd. -EISDIR, -ENOENT...
- * come from the agent. On an error after some data, dst_fd holds a
- * prefix. */
-int fb_agent_read_file(int fd, const char *guest_path, int dst_fd);
+ * come from the agent; -EFBIG once the guest sent more than max_bytes
+ * (0: no cap), so that a guest cannot fill a host's memory file. On an
+ * error after some data, dst_fd holds a prefix. */
+int fb_agent_read_file(int fd, const char *guest_path, int dst_fd,
+		       uint64_t max_bytes);
 
 struct fb_agent_stat {
 	uint32_t type;     /* enum fb_agent_file_type */

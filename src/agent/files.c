@@ -124,8 +124,10 @@ int fb_agent_write_file(int fd, const char *guest_path, uint32_t mode,
 	return err;
 }
 
-int fb_agent_read_file(int fd, const char *guest_path, int dst_fd)
+int fb_agent_read_file(int fd, const char *guest_path, int dst_fd,
+		       uint64_t max_bytes)
 {
+	uint64_t got = 0;
 	struct fba_msg m;
 	int err = send_path_request(fd, FB_AGENT_FILE_READ, guest_path, -1,
 				    "file read");
@@ -138,7 +140,13 @@ int fb_agent_read_file(int fd, const char *guest_path, int dst_fd)
 			fba_msg_free(&m);
 			break;
 		}
-		if (m.type == FB_AGENT_DATA) {
+		if (m.type == FB_AGENT_DATA && max_bytes &&
+		    m.len > max_bytes - got) {
+			err = fb_errorf(-EFBIG, "file read %s: over the %llu-"
+					"byte cap", guest_path,
+					(unsigned long long)max_bytes);
+		} else if (m.type == FB_AGENT_DATA) {
+			got += m.len;
 			err = fba_write_fd(dst_fd, m.data, m.len);
 			if (err)
 				fb_errorf(err, "file read %s: write: %s", guest_path,

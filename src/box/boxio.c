@@ -100,7 +100,7 @@ int fb_box_copy_out(const char *uds, const char *guest_path,
 		close(fd);
 		return err;
 	}
-	err = fb_agent_read_file(fd, guest_path, dst);
+	err = fb_agent_read_file(fd, guest_path, dst, 0);
 	close(fd);
 	if (!err && fsync(dst) < 0)
 		err = fb_errorf(-errno, "fsync %s: %s", tmp, strerror(errno));

@@ -32,7 +32,8 @@ static enum MHD_Result read_file(struct fbd_req *r,
 		return fbd_reply_errno(r, fb_errorf(-errno, "memfd_create: %s",
 						    strerror(errno)));
 	fd = dial(info);
-	err = fd < 0 ? fd : fb_agent_read_file(fd, path, mfd);
+	err = fd < 0 ? fd : fb_agent_read_file(fd, path, mfd,
+							 FBD_MAX_FILE_BODY);
 	if (fd >= 0)
 		close(fd);
 	if (err < 0 || fstat(mfd, &st) < 0) {

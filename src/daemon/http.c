@@ -150,6 +150,7 @@ enum MHD_Result fbd_reply_errno(struct fbd_req *r, int err)
 	case EACCES: case EPERM:            status = 403; break;
 	case EISDIR: case ENOTDIR:          status = 400; break;
 	case ENOSPC: case ENOMEM:           status = 507; break;
+	case EFBIG:                         status = 413; break;
 	default:                            status = 500; break;
 	}
 	return fbd_reply_error(r, status, "%s", fb_last_error());

@@ -59,7 +59,7 @@ static void run(unsigned op, int fd)
 			FZ_CHECK(status >= 0 && status <= 255);
 		break;
 	case 3:
-		err = fb_agent_read_file(fd, "/etc/hostname", devnull);
+		err = fb_agent_read_file(fd, "/etc/hostname", devnull, 1 << 20);
 		break;
 	case 4:
 		err = fb_agent_stat(fd, "/etc", &st, 5000);

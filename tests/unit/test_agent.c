@@ -580,12 +580,22 @@ static void test_file_write_read_big(void **state)
 	/* Back through FILE_READ, byte for byte. */
 	dst = memfd();
 	start_server(&s);
-	if (fb_agent_read_file(s.fd, path, dst) != 0)
+	if (fb_agent_read_file(s.fd, path, dst, 0) != 0)
 		fail_msg("read_file: %s", fb_last_error());
 	stop_server(&s);
 	back = slurp(dst, &len);
 	assert_int_equal(len, BIG);
 	assert_memory_equal(back, data, BIG);
+	free(back);
+	close(dst);
+
+	/* A cap one byte short: refused, the bytes past it never written. */
+	dst = memfd();
+	start_server(&s);
+	assert_int_equal(fb_agent_read_file(s.fd, path, dst, BIG - 1), -EFBIG);
+	stop_server(&s);
+	back = slurp(dst, &len);
+	assert_true(len <= BIG - 1);
 	free(back);
 	close(dst);
 
@@ -703,11 +713,11 @@ static void test_path_errors(void **state)
 	close(fd);
 
 	start_server(&s);
-	assert_int_equal(fb_agent_read_file(s.fd, missing, dst), -ENOENT);
+	assert_int_equal(fb_agent_read_file(s.fd, missing, dst, 0), -ENOENT);
 	assert_non_null(strstr(fb_last_error(), "No such file"));
 	stop_server(&s);
 	start_server(&s);
-	assert_int_equal(fb_agent_read_file(s.fd, tmpdir, dst), -EISDIR);
+	assert_int_equal(fb_agent_read_file(s.fd, tmpdir, dst, 0), -EISDIR);
 	stop_server(&s);
 	start_server(&s);
 	assert_int_equal(fb_agent_write_file(s.fd, nodir, 0644, -1, "x", 1), -ENOENT);
