@@ -405,6 +405,50 @@ static int fork_children(const char *pool, const char *template_id,
 	return err;
 }
 
+/* Under the lock, which it drops while it reads the idle boxes' files
+ * (fb_box_find), so that acquires do not wait on a scan: the first idle
+ * box that died or waited past idle_ttl_s and is idle still, taken out of
+ * the list into id. */
+static bool take_gone_idle(struct pool *p, double now,
+			   char id[FB_BOX_ID_LEN + 1], const char **why)
+{
+	struct idle_box *seen;
+	struct fb_box_info info;
+	unsigned n = p->nr_idle, i;
+	bool found = false;
+
+	if (!n)
+		return false;
+	seen = malloc(n * sizeof(*seen));
+	if (!seen)
+		return false;
+	memcpy(seen, p->idle, n * sizeof(*seen));
+	pthread_mutex_unlock(&lock);
+	for (i = 0; i < n && !found; i++) {
+		bool dead = fb_box_find(seen[i].id, &info) < 0 ||
+			    info.state != FB_BOX_RUNNING;
+
+		found = dead || (p->idle_ttl_s &&
+				 now - seen[i].born > p->idle_ttl_s);
+		*why = dead ? "an idle pool box that died" :
+			      "an idle pool box older than idle_ttl_s";
+	}
+	pthread_mutex_lock(&lock);
+	if (found) {
+		/* Handed out meanwhile: not idle, not ours to remove. */
+		found = false;
+		for (unsigned j = 0; j < p->nr_idle && !found; j++) {
+			if (strcmp(p->idle[j].id, seen[i - 1].id))
+				continue;
+			snprintf(id, FB_BOX_ID_LEN + 1, "%s", p->idle[j].id);
+			drop_idle(p, j);
+			found = true;
+		}
+	}
+	free(seen);
+	return found;
+}
+
 /* One step for one pool: called with the lock held; drops it for the
  * slow work. Returns whether it did some (then the manager looks again
  * at once). */
@@ -412,6 +456,7 @@ static bool tend(struct pool *p)
 {
 	char id[FB_BOX_ID_LEN + 1], tmpl[FB_BOX_ID_LEN + 1];
 	struct census c = { .pool = p->name };
+	const char *why = NULL;
 	struct fb_box_fork_result res;
 	struct fb_box_info info;
 	double now = fbd_mono_s();
@@ -450,21 +495,9 @@ static bool tend(struct pool *p)
 		return true;
 	}
 	/* Idle boxes that died or waited past idle_ttl_s go. */
-	for (unsigned i = 0; i < p->nr_idle;) {
-		bool dead = fb_box_find(p->idle[i].id, &info) < 0 ||
-			    info.state != FB_BOX_RUNNING;
-		bool stale = p->idle_ttl_s &&
-			     now - p->idle[i].born > p->idle_ttl_s;
-
-		if (!dead && !stale) {
-			i++;
-			continue;
-		}
-		snprintf(id, sizeof(id), "%s", p->idle[i].id);
-		drop_idle(p, i);
+	if (take_gone_idle(p, now, id, &why)) {
 		pthread_mutex_unlock(&lock);
-		remove_box(id, dead ? "an idle pool box that died" :
-			   "an idle pool box older than idle_ttl_s");
+		remove_box(id, why);
 		pthread_mutex_lock(&lock);
 		return true; /* the pool may have changed meanwhile */
 	}
