@@ -153,11 +153,20 @@ struct fb_agent_reinject {
 int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
 		      uint32_t *done, int timeout_ms);
 
+/* When a dial's steps ended, in ms from its start: the guest's kernel
+ * took the connection, its agent said HELLO (it accepted and forked a
+ * server), the re-stamp was acknowledged. For the box's log: which of
+ * them a slow fork waits on. */
+struct fb_agent_dial_times {
+	double connected_ms, hello_ms, done_ms;
+};
+
 /* The same on a new connection to the agent behind uds_path, the
  * request sent before the agent's HELLO is read (fb_agent_connect):
- * one trip to the guest and back instead of two. */
+ * one trip to the guest and back instead of two. times may be NULL. */
 int fb_agent_dial_reinject(const char *uds_path,
 			   const struct fb_agent_reinject *ri,
-			   uint32_t *done, int timeout_ms);
+			   uint32_t *done, struct fb_agent_dial_times *times,
+			   int timeout_ms);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "agent/client.h"
 #include "agent/wire.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 static int send_reinject(int fd, const struct fb_agent_reinject *ri,
@@ -62,19 +63,27 @@ int fb_agent_reinject(int fd, const struct fb_agent_reinject *ri,
 
 int fb_agent_dial_reinject(const char *uds_path,
 			   const struct fb_agent_reinject *ri,
-			   uint32_t *done, int timeout_ms)
+			   uint32_t *done, struct fb_agent_dial_times *times,
+			   int timeout_ms)
 {
+	struct fb_agent_dial_times t = { 0 };
+	double t0 = fb_now_ms();
 	int64_t deadline = fba_deadline(timeout_ms);
 	int fd = fb_agent_connect(uds_path, FB_AGENT_PORT, timeout_ms);
 	int err;
 
 	if (fd < 0)
 		return fd;
+	t.connected_ms = fb_now_ms() - t0;
 	err = send_reinject(fd, ri, deadline);
 	if (!err)
 		err = fba_read_hello(fd, deadline, NULL);
+	t.hello_ms = fb_now_ms() - t0;
 	if (!err)
 		err = recv_reinject(fd, done, deadline);
+	t.done_ms = fb_now_ms() - t0;
 	close(fd);
+	if (times)
+		*times = t;
 	return err;
 }

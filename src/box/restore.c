@@ -32,9 +32,8 @@
  * vsock.c); then the guest gets its new box id, fresh entropy and the
  * host's time. */
 static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
-		 double *dial_ms)
+		 struct fb_agent_dial_times *times)
 {
-	double t0 = fb_now_ms();
 	uint8_t entropy[RESTORE_ENTROPY];
 	char hostname[32];
 	struct fb_agent_reinject ri = {
@@ -42,7 +41,6 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 		.entropy_len = sizeof(entropy),
 	};
 	struct timespec now;
-	int err;
 
 	/* Every box its own name: forks of one box must not share one. */
 	snprintf(hostname, sizeof(hostname), "forkbox-%.12s", box_id);
@@ -53,9 +51,7 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 	clock_gettime(CLOCK_REALTIME, &now);
 	ri.realtime_ns = (uint64_t)now.tv_sec * 1000000000ull +
 			 (uint64_t)now.tv_nsec;
-	err = fb_agent_dial_reinject(b->uds, &ri, NULL, timeout_ms);
-	*dial_ms = fb_now_ms() - t0;
-	return err;
+	return fb_agent_dial_reinject(b->uds, &ri, NULL, times, timeout_ms);
 }
 
 /* A fork's child: the parent's layers mapped MAP_PRIVATE into a fresh
@@ -120,7 +116,8 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	unsigned nr_disks = 0;
 	struct fb_box_vm *b;
 	uint8_t *host = NULL;
-	double t0 = fb_now_ms(), t_mem, t_launch, dial_ms = 0;
+	struct fb_agent_dial_times dial = { 0 };
+	double t0 = fb_now_ms(), t_mem, t_launch;
 	int err;
 
 	err = fb_box_vm_prepare(spec, dir, false, &b);
@@ -193,19 +190,21 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 		goto fail;
 	t_launch = fb_now_ms();
 	err = greet(b, id, spec->ready_timeout_ms ? (int)spec->ready_timeout_ms
-						  : 60000, &dial_ms);
+						  : 60000, &dial);
 	if (err < 0)
 		goto fail;
 	b->ready_ms = fb_now_ms() - t0;
 	/* Where a restore's time goes, in the box's vmm.log. */
 	fprintf(stderr, "forkbox vmm: restored in %.1f ms: state and memory "
 		"%.1f, VM and jail %.1f (at %.1f/%.1f/%.1f/%.1f: jail, VM, "
-		"state, jail entered), agent %.1f (its re-stamp %.1f)\n",
+		"state, jail entered), agent %.1f (the guest took the "
+		"connection at %.1f, its agent said HELLO at %.1f, re-stamped "
+		"at %.1f)\n",
 		b->ready_ms, t_mem - t0,
 		t_launch - t_mem, b->launch_ms[FB_LAUNCH_JAIL_PREPARE],
 		b->launch_ms[FB_LAUNCH_VM_CREATE], b->launch_ms[FB_LAUNCH_STATE],
 		b->launch_ms[FB_LAUNCH_JAIL_ENTER], fb_now_ms() - t_launch,
-		dial_ms);
+		dial.connected_ms, dial.hello_ms, dial.done_ms);
 	fb_snap_free(snap);
 	*out = b;
 	return 0;
