@@ -51,7 +51,7 @@ $(B)/forkboxd: $(DAEMON_OBJS) $(B)/libforkbox.a
 # libc of its own. Never sanitized: it runs in the guest, not in the VMM.
 GUEST_SRCS := $(wildcard guest/*.c)
 $(B)/forkbox-init: $(GUEST_SRCS) $(wildcard guest/*.h) include/forkbox/guest_proto.h \
-                   include/forkbox/agent_proto.h
+                   include/forkbox/agent_proto.h src/util/le.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Os -static -o $@ $(GUEST_SRCS)
 
@@ -173,7 +173,7 @@ FZ           := $(B)/fuzz
 # Only the code under test and what it calls (tests/fuzz/stubs.c stands in
 # for the VM that the virtio transport would stop), so work in progress
 # elsewhere in the library cannot break the fuzz build.
-FUZZ_LIB_SRCS := src/vmm/guest_mem.c src/util/error.c src/util/file.c src/util/sock.c \
+FUZZ_LIB_SRCS := src/vmm/guest_mem.c src/util/error.c src/util/file.c src/util/sock.c src/util/clock.c \
                  src/arch/x86/boot.c src/box/frames.c \
                  $(wildcard src/devices/virtio/virtqueue.c src/devices/virtio/mmio.c \
                             src/devices/virtio/vsock*.c src/agent/*.c) \

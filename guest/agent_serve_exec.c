@@ -689,7 +689,7 @@ int fbg_serve_exec(int fd, const struct fbg_msg *m)
 	ret = spawn(&x);
 	if (ret <= 0)
 		goto out;
-	fb_le32_put(buf, (uint32_t)x.pid);
+	fb_put_le32(buf, (uint32_t)x.pid);
 	queue(&x, FB_AGENT_STARTED, buf, sizeof(buf));
 	relay(&x);
 	queue_exit(&x);

@@ -325,8 +325,8 @@ int fbg_serve_list(int fd, const struct fbg_msg *m)
 		count++;
 	}
 	closedir(dir);
-	fb_le32_put(buf, flags);
-	fb_le32_put(buf + 4, count);
+	fb_put_le32(buf, flags);
+	fb_put_le32(buf + 4, count);
 	err = fbg_send(fd, FB_AGENT_LIST_REPLY, buf, e.len);
 	free(buf);
 	return err;

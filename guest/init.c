@@ -36,6 +36,7 @@
 
 #include "agent.h"
 #include "forkbox/guest_proto.h"
+#include "util/le.h"
 
 /* Docker-style statuses, as the host's CLI reports them. */
 #define EXIT_OWN_ERROR 125
@@ -93,14 +94,6 @@ static void __attribute__((format(printf, 1, 2))) say(const char *fmt, ...)
 	}
 }
 
-static void put_le32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
-
 /* Splits data into frames of at most FB_FRAME_MAX_PAYLOAD bytes; an empty
  * payload still sends one frame. */
 static void send_frame(enum fb_frame_type type, const void *data, size_t len)
@@ -115,7 +108,7 @@ static void send_frame(enum fb_frame_type type, const void *data, size_t len)
 		if (frame_fd < 0)
 			return;
 		buf[0] = (unsigned char)type;
-		put_le32(buf + 1, (uint32_t)chunk);
+		fb_put_le32(buf + 1, (uint32_t)chunk);
 		if (chunk)
 			memcpy(buf + FB_FRAME_HDR_LEN, p, chunk);
 		err = fbg_write_all(frame_fd, buf, FB_FRAME_HDR_LEN + chunk);
@@ -165,7 +158,7 @@ static void report_exit(int status)
 	char line[64];
 
 	if (frame_mode) {
-		put_le32(le, (uint32_t)status);
+		fb_put_le32(le, (uint32_t)status);
 		send_frame(FB_FRAME_EXIT, le, sizeof(le));
 	} else if (console_fd >= 0) {
 		snprintf(line, sizeof(line), "forkbox-exit: %d\n", status);

@@ -9,8 +9,8 @@
  * Both peers treat the other as hostile: every length and count is checked
  * against the caps here before anything is allocated for it.
  *
- * Fixed-width types and <string.h> only, so the static guest and the host
- * library compile the same file. */
+ * Fixed-width types, <string.h> and util/le.h (header-only) only, so the
+ * static guest and the host library compile the same file. */
 #ifndef FORKBOX_AGENT_PROTO_H
 #define FORKBOX_AGENT_PROTO_H
 
@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "util/le.h"
 
 /* Kernel command line key: "forkbox.agent=1" makes PID 1 run the agent
  * (after its mounts) instead of a command from forkbox.cmd. */
@@ -143,25 +145,11 @@ enum fb_agent_boot_mark {
 
 /* ---- encoding --------------------------------------------------------- */
 
-static inline void fb_le32_put(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static inline uint32_t fb_le32_get(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 static inline void fb_agent_hdr_put(uint8_t hdr[FB_AGENT_HDR_LEN],
 				    uint32_t type, uint32_t len)
 {
-	fb_le32_put(hdr, type);
-	fb_le32_put(hdr + 4, len);
+	fb_put_le32(hdr, type);
+	fb_put_le32(hdr + 4, len);
 }
 
 /* A writer into a caller's buffer; overflow sticks, so a sequence of puts
@@ -195,7 +183,7 @@ static inline void fb_enc_u32(struct fb_agent_enc *e, uint32_t v)
 {
 	uint8_t b[4];
 
-	fb_le32_put(b, v);
+	fb_put_le32(b, v);
 	fb_enc_raw(e, b, 4);
 }
 
@@ -240,7 +228,7 @@ static inline uint32_t fb_dec_u32(struct fb_agent_dec *d)
 		d->bad = true;
 		return 0;
 	}
-	v = fb_le32_get(d->buf + d->off);
+	v = fb_le32(d->buf + d->off);
 	d->off += 4;
 	return v;
 }

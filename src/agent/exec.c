@@ -218,7 +218,7 @@ static void read_signals(struct exec_loop *x)
 
 		if (sig < 1 || sig > SIG_MAX)
 			continue;
-		fb_le32_put(le, (uint32_t)sig);
+		fb_put_le32(le, (uint32_t)sig);
 		/* Always room: the queue keeps a chunk's worth spare. */
 		fba_out_frame(&x->out, FB_AGENT_SIGNAL, le, sizeof(le));
 	}

@@ -84,8 +84,8 @@ int fba_read_step(int fd, struct fba_reader *r, uint32_t cap)
 		r->hdr_got += (uint32_t)n;
 		if (r->hdr_got < FB_AGENT_HDR_LEN)
 			continue;
-		r->msg.type = fb_le32_get(r->hdr);
-		r->msg.len = fb_le32_get(r->hdr + 4);
+		r->msg.type = fb_le32(r->hdr);
+		r->msg.len = fb_le32(r->hdr + 4);
 		if (r->msg.len > cap)
 			return -EMSGSIZE;
 		if (r->msg.len) {

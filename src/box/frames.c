@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "box/frames.h"
+#include "util/le.h"
 
 void fb_frame_parser_init(struct fb_frame_parser *p,
 			  void (*on_frame)(void *, uint8_t, const uint8_t *,
@@ -41,9 +42,7 @@ bool fb_frame_parser_feed(struct fb_frame_parser *p, uint8_t byte)
 		}
 		if (p->hdr_got < FB_FRAME_HDR_LEN)
 			return true;
-		p->payload_len = (uint32_t)p->hdr[1] | (uint32_t)p->hdr[2] << 8 |
-				 (uint32_t)p->hdr[3] << 16 |
-				 (uint32_t)p->hdr[4] << 24;
+		p->payload_len = fb_le32(p->hdr + 1);
 		if (p->payload_len > FB_FRAME_MAX_PAYLOAD) {
 			snprintf(p->error, sizeof(p->error), "guest sent a "
 				 "frame of %u bytes, more than the %u allowed",

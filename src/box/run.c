@@ -12,6 +12,7 @@
 #include "forkbox/forkbox.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/le.h"
 #include "vmm/vm.h"
 
 /* Kept short: every byte of it is parsed on the way to ready. */
@@ -55,10 +56,7 @@ static void on_frame(void *opaque, uint8_t type, const uint8_t *payload,
 		break;
 	case FB_FRAME_EXIT:
 		if (len == 4 && !st->have_status) {
-			st->exit_status = (int)((uint32_t)payload[0] |
-				(uint32_t)payload[1] << 8 |
-				(uint32_t)payload[2] << 16 |
-				(uint32_t)payload[3] << 24);
+			st->exit_status = (int)fb_le32(payload);
 			if (st->exit_status < 0 || st->exit_status > 255)
 				st->exit_status = 255;
 			st->have_status = true;

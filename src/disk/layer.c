@@ -1,6 +1,6 @@
 /* Layer files: the header, its checks, creation. The layout is
  * docs/disk-format.md; every field is little-endian and goes through
- * put_le*() so the in-memory struct never leaks into the file. */
+ * fb_put_le*() so the in-memory struct never leaks into the file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,10 +13,7 @@
 
 #include "disk/layer.h"
 #include "util/error.h"
-
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "layer headers are encoded with host-order memcpy"
-#endif
+#include "util/le.h"
 
 /* Header offsets. */
 #define H_MAGIC 0
@@ -40,38 +37,12 @@ _Static_assert(sizeof(FB_LAYER_MAGIC) == 8, "magic is 8 bytes");
 _Static_assert(H_PARENT_NAME + FB_LAYER_NAME_MAX + 1 == H_RESERVED,
 	       "the name field is 128 bytes");
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
 static uint32_t header_crc(const uint8_t h[FB_LAYER_HEADER_SIZE])
 {
 	uint8_t copy[FB_LAYER_HEADER_SIZE];
 
 	memcpy(copy, h, sizeof(copy));
-	put_le32(copy + H_CRC, 0);
+	fb_put_le32(copy + H_CRC, 0);
 	return (uint32_t)crc32(0, copy, sizeof(copy));
 }
 
@@ -175,22 +146,22 @@ static void encode_header(const struct fb_layer_info *in,
 {
 	memset(h, 0, FB_LAYER_HEADER_SIZE);
 	memcpy(h + H_MAGIC, FB_LAYER_MAGIC, 8);
-	put_le32(h + H_VERSION, in->version);
-	put_le32(h + H_HEADER_SIZE, in->header_size);
-	put_le32(h + H_FLAGS, in->flags);
-	put_le32(h + H_CLUSTER_SIZE, in->cluster_size);
-	put_le32(h + H_PARENT_KIND, in->parent.kind);
-	put_le64(h + H_VIRTUAL_SIZE, in->virtual_size);
+	fb_put_le32(h + H_VERSION, in->version);
+	fb_put_le32(h + H_HEADER_SIZE, in->header_size);
+	fb_put_le32(h + H_FLAGS, in->flags);
+	fb_put_le32(h + H_CLUSTER_SIZE, in->cluster_size);
+	fb_put_le32(h + H_PARENT_KIND, in->parent.kind);
+	fb_put_le64(h + H_VIRTUAL_SIZE, in->virtual_size);
 	memcpy(h + H_UUID, in->uuid, 16);
-	put_le64(h + H_BITMAP_OFFSET, in->bitmap_offset);
-	put_le64(h + H_BITMAP_LENGTH, in->bitmap_length);
-	put_le64(h + H_DATA_OFFSET, in->data_offset);
-	put_le64(h + H_PARENT_SIZE, in->parent.size);
+	fb_put_le64(h + H_BITMAP_OFFSET, in->bitmap_offset);
+	fb_put_le64(h + H_BITMAP_LENGTH, in->bitmap_length);
+	fb_put_le64(h + H_DATA_OFFSET, in->data_offset);
+	fb_put_le64(h + H_PARENT_SIZE, in->parent.size);
 	memcpy(h + H_PARENT_UUID, in->parent.uuid, 16);
 	/* strncpy's padding is the point: the name field is NUL-padded. */
 	strncpy((char *)h + H_PARENT_NAME, in->parent.name,
 		FB_LAYER_NAME_MAX + 1);
-	put_le32(h + H_CRC, header_crc(h));
+	fb_put_le32(h + H_CRC, header_crc(h));
 }
 
 /* Magic, version and CRC: whether the rest can be read at all. A newer
@@ -202,7 +173,7 @@ static int check_envelope(const char *name, const uint8_t *h)
 	if (memcmp(h + H_MAGIC, FB_LAYER_MAGIC, 8))
 		return fb_errorf(-EINVAL, "%s is not a forkbox disk layer (bad "
 				 "magic)", name);
-	version = get_le32(h + H_VERSION);
+	version = fb_le32(h + H_VERSION);
 	if (version > FB_LAYER_VERSION)
 		return fb_errorf(-EPROTONOSUPPORT, "%s: layer version %u is "
 				 "newer than this forkbox understands (%u)",
@@ -211,32 +182,32 @@ static int check_envelope(const char *name, const uint8_t *h)
 		return fb_errorf(-EPROTONOSUPPORT, "%s: layer version %u is not"
 				 " supported (this forkbox reads %u)", name,
 				 version, FB_LAYER_VERSION);
-	if (get_le32(h + H_HEADER_SIZE) != FB_LAYER_HEADER_SIZE)
+	if (fb_le32(h + H_HEADER_SIZE) != FB_LAYER_HEADER_SIZE)
 		return fb_errorf(-EINVAL, "%s: header size %u, version 1 has "
-				 "%u", name, get_le32(h + H_HEADER_SIZE),
+				 "%u", name, fb_le32(h + H_HEADER_SIZE),
 				 FB_LAYER_HEADER_SIZE);
 	crc = header_crc(h);
-	if (crc != get_le32(h + H_CRC))
+	if (crc != fb_le32(h + H_CRC))
 		return fb_errorf(-EBADMSG, "%s: layer header is corrupt (CRC "
 				 "0x%08x, expected 0x%08x)", name, crc,
-				 get_le32(h + H_CRC));
+				 fb_le32(h + H_CRC));
 	return 0;
 }
 
 static void decode_header(const uint8_t *h, struct fb_layer_info *info)
 {
 	memset(info, 0, sizeof(*info));
-	info->version = get_le32(h + H_VERSION);
-	info->header_size = get_le32(h + H_HEADER_SIZE);
-	info->flags = get_le32(h + H_FLAGS);
-	info->cluster_size = get_le32(h + H_CLUSTER_SIZE);
-	info->virtual_size = get_le64(h + H_VIRTUAL_SIZE);
+	info->version = fb_le32(h + H_VERSION);
+	info->header_size = fb_le32(h + H_HEADER_SIZE);
+	info->flags = fb_le32(h + H_FLAGS);
+	info->cluster_size = fb_le32(h + H_CLUSTER_SIZE);
+	info->virtual_size = fb_le64(h + H_VIRTUAL_SIZE);
 	memcpy(info->uuid, h + H_UUID, 16);
-	info->bitmap_offset = get_le64(h + H_BITMAP_OFFSET);
-	info->bitmap_length = get_le64(h + H_BITMAP_LENGTH);
-	info->data_offset = get_le64(h + H_DATA_OFFSET);
-	info->parent.kind = get_le32(h + H_PARENT_KIND);
-	info->parent.size = get_le64(h + H_PARENT_SIZE);
+	info->bitmap_offset = fb_le64(h + H_BITMAP_OFFSET);
+	info->bitmap_length = fb_le64(h + H_BITMAP_LENGTH);
+	info->data_offset = fb_le64(h + H_DATA_OFFSET);
+	info->parent.kind = fb_le32(h + H_PARENT_KIND);
+	info->parent.size = fb_le64(h + H_PARENT_SIZE);
 	memcpy(info->parent.uuid, h + H_PARENT_UUID, 16);
 	/* The last byte stays 0 from the memset; check_name_field looks at
 	 * the whole field. */

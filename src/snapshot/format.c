@@ -18,6 +18,7 @@
 #include "snapshot/snap_util.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/le.h"
 
 /* Header offsets. */
 #define H_MAGIC 0
@@ -192,15 +193,15 @@ static void encode_header(const struct fb_snap_writer *w,
 {
 	memset(h, 0, FB_SNAP_HEADER_SIZE);
 	memcpy(h + H_MAGIC, FB_SNAP_MAGIC, 8);
-	put_le32(h + H_VERSION, FB_SNAPSHOT_VERSION);
-	put_le32(h + H_FLAGS, w->flags);
+	fb_put_le32(h + H_VERSION, FB_SNAPSHOT_VERSION);
+	fb_put_le32(h + H_FLAGS, w->flags);
 	memcpy(h + H_VENDOR, w->cpu.vendor, 12);
-	put_le32(h + H_FAMILY, w->cpu.family);
-	put_le32(h + H_MODEL, w->cpu.model);
-	put_le32(h + H_STEPPING, w->cpu.stepping);
-	put_le32(h + H_NR_SECTIONS, w->nr);
-	put_le64(h + H_CREATED, w->created);
-	put_le32(h + H_CRC, fb_snap_crc32(0, h, FB_SNAP_HEADER_SIZE));
+	fb_put_le32(h + H_FAMILY, w->cpu.family);
+	fb_put_le32(h + H_MODEL, w->cpu.model);
+	fb_put_le32(h + H_STEPPING, w->cpu.stepping);
+	fb_put_le32(h + H_NR_SECTIONS, w->nr);
+	fb_put_le64(h + H_CREATED, w->created);
+	fb_put_le32(h + H_CRC, fb_snap_crc32(0, h, FB_SNAP_HEADER_SIZE));
 }
 
 static void encode_section(const struct wsec *s,
@@ -209,13 +210,13 @@ static void encode_section(const struct wsec *s,
 	uint32_t crc;
 
 	memset(h, 0, FB_SNAP_SECTION_HEADER_SIZE);
-	put_le32(h + S_TYPE, s->type);
-	put_le32(h + S_INDEX, s->index);
-	put_le32(h + S_VERSION, s->version);
-	put_le64(h + S_LENGTH, s->len);
+	fb_put_le32(h + S_TYPE, s->type);
+	fb_put_le32(h + S_INDEX, s->index);
+	fb_put_le32(h + S_VERSION, s->version);
+	fb_put_le64(h + S_LENGTH, s->len);
 	crc = fb_snap_crc32(0, h, FB_SNAP_SECTION_HEADER_SIZE);
 	crc = fb_snap_crc32(crc, s->data, s->len);
-	put_le32(h + S_CRC, crc);
+	fb_put_le32(h + S_CRC, crc);
 }
 
 int fb_snap_writer_write_fd(struct fb_snap_writer *w, int fd)
@@ -288,7 +289,7 @@ static int check_header(const char *path, const uint8_t *h, uint64_t size,
 	if (memcmp(h + H_MAGIC, FB_SNAP_MAGIC, 8))
 		return fb_errorf(-EINVAL, "%s is not a forkbox snapshot state "
 				 "file (bad magic)", path);
-	snap->version = get_le32(h + H_VERSION);
+	snap->version = fb_le32(h + H_VERSION);
 	if (snap->version > FB_SNAPSHOT_VERSION)
 		return fb_errorf(-EPROTONOSUPPORT, "%s: snapshot version %u is "
 				 "newer than this forkbox understands (%u)",
@@ -298,17 +299,17 @@ static int check_header(const char *path, const uint8_t *h, uint64_t size,
 				 "not supported (this forkbox reads %u)",
 				 path, snap->version, FB_SNAPSHOT_VERSION);
 	memcpy(copy, h, sizeof(copy));
-	put_le32(copy + H_CRC, 0);
+	fb_put_le32(copy + H_CRC, 0);
 	crc = fb_snap_crc32(0, copy, sizeof(copy));
-	if (crc != get_le32(h + H_CRC))
+	if (crc != fb_le32(h + H_CRC))
 		return fb_errorf(-EBADMSG, "%s: snapshot header is corrupt "
 				 "(CRC 0x%08x, expected 0x%08x)", path, crc,
-				 get_le32(h + H_CRC));
-	snap->flags = get_le32(h + H_FLAGS);
+				 fb_le32(h + H_CRC));
+	snap->flags = fb_le32(h + H_FLAGS);
 	if (snap->flags != FB_SNAP_F_FULL && snap->flags != FB_SNAP_F_DIFF)
 		return fb_errorf(-EINVAL, "%s: unknown snapshot flags 0x%x",
 				 path, snap->flags);
-	if (get_le64(h + H_RESERVED))
+	if (fb_le64(h + H_RESERVED))
 		return fb_errorf(-EINVAL, "%s: reserved header field is not "
 				 "zero", path);
 	memcpy(snap->cpu.vendor, h + H_VENDOR, 12);
@@ -317,11 +318,11 @@ static int check_header(const char *path, const uint8_t *h, uint64_t size,
 		if (snap->cpu.vendor[i] < 0x20 || snap->cpu.vendor[i] > 0x7e)
 			return fb_errorf(-EINVAL, "%s: CPU vendor is not text",
 					 path);
-	snap->cpu.family = get_le32(h + H_FAMILY);
-	snap->cpu.model = get_le32(h + H_MODEL);
-	snap->cpu.stepping = get_le32(h + H_STEPPING);
-	snap->created = get_le64(h + H_CREATED);
-	snap->nr_sections = get_le32(h + H_NR_SECTIONS);
+	snap->cpu.family = fb_le32(h + H_FAMILY);
+	snap->cpu.model = fb_le32(h + H_MODEL);
+	snap->cpu.stepping = fb_le32(h + H_STEPPING);
+	snap->created = fb_le64(h + H_CREATED);
+	snap->nr_sections = fb_le32(h + H_NR_SECTIONS);
 	if (snap->nr_sections > FB_SNAP_MAX_SECTIONS)
 		return fb_errorf(-E2BIG, "%s: %u sections, over the cap of %u",
 				 path, snap->nr_sections, FB_SNAP_MAX_SECTIONS);
@@ -364,10 +365,10 @@ static int parse_sections(const char *path, struct fb_snap *snap)
 					 (unsigned long long)off,
 					 (unsigned long long)size);
 		memcpy(h, buf + off, sizeof(h));
-		s->type = get_le32(h + S_TYPE);
-		s->index = get_le32(h + S_INDEX);
-		s->version = get_le32(h + S_VERSION);
-		s->len = get_le64(h + S_LENGTH);
+		s->type = fb_le32(h + S_TYPE);
+		s->index = fb_le32(h + S_INDEX);
+		s->version = fb_le32(h + S_VERSION);
+		s->len = fb_le64(h + S_LENGTH);
 		off += FB_SNAP_SECTION_HEADER_SIZE;
 		if (s->len > FB_SNAP_MAX_SECTION)
 			return fb_errorf(-EFBIG, "%s: section %u (%s) claims "
@@ -384,11 +385,11 @@ static int parse_sections(const char *path, struct fb_snap *snap)
 					 (unsigned long long)off,
 					 (unsigned long long)size);
 		s->data = buf + off;
-		put_le32(h + S_CRC, 0);
+		fb_put_le32(h + S_CRC, 0);
 		crc = fb_snap_crc32(0, h, sizeof(h));
 		crc = fb_snap_crc32(crc, s->data, s->len);
-		if (crc != get_le32(buf + off - FB_SNAP_SECTION_HEADER_SIZE +
-				    S_CRC))
+		if (crc != fb_le32(buf + off - FB_SNAP_SECTION_HEADER_SIZE +
+				   S_CRC))
 			return fb_errorf(-EBADMSG, "%s: section %u (%s) is "
 					 "corrupt (CRC mismatch)", path, i,
 					 type_name(s->type));

@@ -12,6 +12,7 @@
 #include "snapshot/pages.h"
 #include "snapshot/snap_util.h"
 #include "util/error.h"
+#include "util/le.h"
 
 #define PAGE FB_PAGE_SIZE
 #define SEALS_FROZEN (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
@@ -333,9 +334,9 @@ int fb_mem_layers_layout_fd(const struct fb_mem_layers *l)
 	if (fd < 0)
 		return fb_errorf(-errno, "memfd_create: %s", strerror(errno));
 	memcpy(h, FB_LAYOUT_MAGIC, 8);
-	put_le32(h + 8, FB_LAYOUT_VERSION);
-	put_le32(h + 12, l->nr);
-	put_le64(h + 16, l->pages);
+	fb_put_le32(h + 8, FB_LAYOUT_VERSION);
+	fb_put_le32(h + 12, l->nr);
+	fb_put_le64(h + 16, l->pages);
 	err = fb_pwrite_full(fd, h, sizeof(h), 0, "the layer layout");
 	/* The table is host-endian uint16: snap_util.h insists on little. */
 	if (!err)
@@ -387,9 +388,9 @@ int fb_mem_layers_from_fds(struct fb_mem_layers *l, int layout_fd,
 				    "the layer layout");
 	if (err)
 		goto fail_fds;
-	if (memcmp(h, FB_LAYOUT_MAGIC, 8) || get_le32(h + 8) !=
-	    FB_LAYOUT_VERSION || get_le32(h + 12) != nr ||
-	    get_le64(h + 16) != expect_pages) {
+	if (memcmp(h, FB_LAYOUT_MAGIC, 8) || fb_le32(h + 8) !=
+	    FB_LAYOUT_VERSION || fb_le32(h + 12) != nr ||
+	    fb_le64(h + 16) != expect_pages) {
 		err = fb_errorf(-EINVAL, "fork: bad layer layout (want %s v%d, "
 				"%u layers, %llu pages)", FB_LAYOUT_MAGIC,
 				FB_LAYOUT_VERSION, nr,

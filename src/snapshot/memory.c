@@ -18,6 +18,7 @@
 #include "snapshot/pages.h"
 #include "snapshot/snap_util.h"
 #include "util/error.h"
+#include "util/le.h"
 
 #define PAGE FB_SNAP_PAGE_SIZE
 
@@ -187,15 +188,15 @@ int fb_snap_mem_save_diff(const struct fb_guest_mem *mem,
 
 	memset(head, 0, sizeof(head));
 	memcpy(head + D_MAGIC, FB_SNAP_DIFF_MAGIC, 8);
-	put_le32(head + D_VERSION, FB_SNAP_DIFF_VERSION);
-	put_le32(head + D_PAGE_SIZE, PAGE);
-	put_le64(head + D_TOTAL, pages);
-	put_le64(head + D_PRESENT, present);
-	put_le32(head + D_BITMAP_CRC, fb_snap_crc32(0, bm, bm_bytes));
-	put_le64(head + D_BITMAP_OFF, PAGE);
-	put_le64(head + D_DATA_OFF, data_off);
-	put_le32(head + D_HEADER_CRC,
-		 fb_snap_crc32(0, head, FB_SNAP_DIFF_HEADER_SIZE));
+	fb_put_le32(head + D_VERSION, FB_SNAP_DIFF_VERSION);
+	fb_put_le32(head + D_PAGE_SIZE, PAGE);
+	fb_put_le64(head + D_TOTAL, pages);
+	fb_put_le64(head + D_PRESENT, present);
+	fb_put_le32(head + D_BITMAP_CRC, fb_snap_crc32(0, bm, bm_bytes));
+	fb_put_le64(head + D_BITMAP_OFF, PAGE);
+	fb_put_le64(head + D_DATA_OFF, data_off);
+	fb_put_le32(head + D_HEADER_CRC,
+		    fb_snap_crc32(0, head, FB_SNAP_DIFF_HEADER_SIZE));
 
 	fd = create_at(dir_fd, FB_SNAP_FILE_DIFF);
 	if (fd < 0) {
@@ -261,7 +262,7 @@ static int load_diff(struct fb_snap_layer *l)
 	if (memcmp(head + D_MAGIC, FB_SNAP_DIFF_MAGIC, 8))
 		return fb_errorf(-EINVAL, "%s/memory.diff is not a forkbox "
 				 "memory diff (bad magic)", d);
-	version = get_le32(head + D_VERSION);
+	version = fb_le32(head + D_VERSION);
 	if (version > FB_SNAP_DIFF_VERSION)
 		return fb_errorf(-EPROTONOSUPPORT, "%s/memory.diff: version %u "
 				 "is newer than this forkbox understands (%u)",
@@ -270,21 +271,21 @@ static int load_diff(struct fb_snap_layer *l)
 		return fb_errorf(-EPROTONOSUPPORT, "%s/memory.diff: version %u "
 				 "is not supported", d, version);
 	memcpy(copy, head, sizeof(copy));
-	put_le32(copy + D_HEADER_CRC, 0);
+	fb_put_le32(copy + D_HEADER_CRC, 0);
 	crc = fb_snap_crc32(0, copy, sizeof(copy));
-	if (crc != get_le32(head + D_HEADER_CRC))
+	if (crc != fb_le32(head + D_HEADER_CRC))
 		return fb_errorf(-EBADMSG, "%s/memory.diff: header is corrupt "
 				 "(CRC mismatch)", d);
 	for (unsigned i = FB_SNAP_DIFF_HEADER_SIZE; i < PAGE; i++)
 		if (head[i])
 			return fb_errorf(-EINVAL, "%s/memory.diff: header page "
 					 "padding is not zero", d);
-	if (get_le32(head + D_PAGE_SIZE) != PAGE || get_le64(head + D_RESERVED))
+	if (fb_le32(head + D_PAGE_SIZE) != PAGE || fb_le64(head + D_RESERVED))
 		return fb_errorf(-EINVAL, "%s/memory.diff: page size %u, only "
 				 "%u is supported", d,
-				 get_le32(head + D_PAGE_SIZE), PAGE);
-	l->total_pages = get_le64(head + D_TOTAL);
-	l->present = get_le64(head + D_PRESENT);
+				 fb_le32(head + D_PAGE_SIZE), PAGE);
+	l->total_pages = fb_le64(head + D_TOTAL);
+	l->present = fb_le64(head + D_PRESENT);
 	if (!l->total_pages || l->total_pages > MAX_DIFF_PAGES ||
 	    l->present > l->total_pages)
 		return fb_errorf(-EINVAL, "%s/memory.diff: %llu of %llu pages "
@@ -294,8 +295,8 @@ static int load_diff(struct fb_snap_layer *l)
 	words = (l->total_pages + 63) / 64;
 	bm_bytes = words * 8;
 	l->data_off = PAGE + round_up(bm_bytes, PAGE);
-	if (get_le64(head + D_BITMAP_OFF) != PAGE ||
-	    get_le64(head + D_DATA_OFF) != l->data_off)
+	if (fb_le64(head + D_BITMAP_OFF) != PAGE ||
+	    fb_le64(head + D_DATA_OFF) != l->data_off)
 		return fb_errorf(-EINVAL, "%s/memory.diff: bitmap or data "
 				 "offset is not where the format puts it", d);
 	/* The file must hold exactly what the header says, before the
@@ -319,7 +320,7 @@ static int load_diff(struct fb_snap_layer *l)
 	if (err)
 		return err;
 	if (fb_snap_crc32(0, l->bitmap, bm_bytes) !=
-	    get_le32(head + D_BITMAP_CRC))
+	    fb_le32(head + D_BITMAP_CRC))
 		return fb_errorf(-EBADMSG, "%s/memory.diff: page bitmap is "
 				 "corrupt (CRC mismatch)", d);
 	if (l->total_pages % 64 &&

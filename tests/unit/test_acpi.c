@@ -21,23 +21,13 @@
 #include "arch/x86/aml.h"
 #include "arch/x86/layout.h"
 #include "util/error.h"
+#include "util/le.h"
 
 #define AREA_LEN 0x20000
 #define AREA_GPA 0xe0000ull
 
 static uint8_t area[AREA_LEN];
 static char tmpdir[64];
-
-static uint32_t rd32(const uint8_t *p, size_t off)
-{
-	return (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
-	       (uint32_t)p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
-}
-
-static uint64_t rd64(const uint8_t *p, size_t off)
-{
-	return rd32(p, off) | (uint64_t)rd32(p, off + 4) << 32;
-}
 
 static const uint8_t *at(uint64_t gpa)
 {
@@ -78,7 +68,7 @@ static const uint8_t *table(const struct fb_acpi_layout *l, uint64_t gpa,
 			    const char *sig)
 {
 	const uint8_t *t = at(gpa);
-	uint32_t len = rd32(t, 4);
+	uint32_t len = fb_le32(t + 4);
 
 	assert_memory_equal(t, sig, 4);
 	assert_true(len >= 36);
@@ -102,40 +92,40 @@ static void check_tables(unsigned ncpus, unsigned nvirtio)
 	assert_int_equal(fb_acpi_sum(rsdp, 20), 0);
 	assert_int_equal(fb_acpi_sum(rsdp, 36), 0);
 	assert_int_equal(rsdp[15], 2);
-	assert_int_equal(rd32(rsdp, 20), 36);
-	assert_int_equal(rd64(rsdp, 24), l.xsdt);
+	assert_int_equal(fb_le32(rsdp + 20), 36);
+	assert_int_equal(fb_le64(rsdp + 24), l.xsdt);
 
 	xsdt = table(&l, l.xsdt, "XSDT");
-	assert_int_equal(rd32(xsdt, 4), 36 + 16);
-	assert_int_equal(rd64(xsdt, 36), l.fadt);
-	assert_int_equal(rd64(xsdt, 44), l.madt);
+	assert_int_equal(fb_le32(xsdt + 4), 36 + 16);
+	assert_int_equal(fb_le64(xsdt + 36), l.fadt);
+	assert_int_equal(fb_le64(xsdt + 44), l.madt);
 
 	fadt = table(&l, l.fadt, "FACP");
-	assert_int_equal(rd32(fadt, 4), 276);
-	assert_int_equal(rd32(fadt, 40), l.dsdt);
-	assert_int_equal(rd64(fadt, 140), l.dsdt);
-	assert_true(rd32(fadt, 112) & (1u << 20)); /* HW_REDUCED_ACPI */
+	assert_int_equal(fb_le32(fadt + 4), 276);
+	assert_int_equal(fb_le32(fadt + 40), l.dsdt);
+	assert_int_equal(fb_le64(fadt + 140), l.dsdt);
+	assert_true(fb_le32(fadt + 112) & (1u << 20)); /* HW_REDUCED_ACPI */
 	/* Sleep control/status registers: system I/O, 8 bits. */
 	assert_int_equal(fadt[244], 1);
-	assert_int_equal(rd64(fadt, 248), FB_PORT_ACPI_SLEEP_CTL);
+	assert_int_equal(fb_le64(fadt + 248), FB_PORT_ACPI_SLEEP_CTL);
 	assert_int_equal(fadt[256], 1);
-	assert_int_equal(rd64(fadt, 260), FB_PORT_ACPI_SLEEP_STS);
+	assert_int_equal(fb_le64(fadt + 260), FB_PORT_ACPI_SLEEP_STS);
 
 	madt = table(&l, l.madt, "APIC");
-	assert_int_equal(rd32(madt, 36), FB_LAPIC_ADDR);
+	assert_int_equal(fb_le32(madt + 36), FB_LAPIC_ADDR);
 	e = madt + 44;
-	end = madt + rd32(madt, 4);
+	end = madt + fb_le32(madt + 4);
 	while (e < end) {
 		assert_true(e[1] >= 2 && e + e[1] <= end);
 		if (e[0] == 0) {
 			assert_int_equal(e[1], 8);
 			assert_int_equal(e[3], lapics); /* APIC ID */
-			assert_int_equal(rd32(e, 4) & 1, 1); /* enabled */
+			assert_int_equal(fb_le32(e + 4) & 1, 1); /* enabled */
 			lapics++;
 		} else if (e[0] == 1) {
 			assert_int_equal(e[1], 12);
-			assert_int_equal(rd32(e, 4), 0xfec00000u);
-			assert_int_equal(rd32(e, 8), 0); /* GSI base */
+			assert_int_equal(fb_le32(e + 4), 0xfec00000u);
+			assert_int_equal(fb_le32(e + 8), 0); /* GSI base */
 			ioapics++;
 		}
 		e += e[1];
@@ -145,12 +135,12 @@ static void check_tables(unsigned ncpus, unsigned nvirtio)
 	assert_int_equal(ioapics, 1);
 
 	dsdt = table(&l, l.dsdt, "DSDT");
-	assert_int_equal(l.used, l.dsdt - AREA_GPA + rd32(dsdt, 4));
+	assert_int_equal(l.used, l.dsdt - AREA_GPA + fb_le32(dsdt + 4));
 	/* No two tables overlap: they are laid out in this order. */
 	assert_true(l.xsdt >= l.rsdp + 36);
-	assert_true(l.fadt >= l.xsdt + rd32(xsdt, 4));
-	assert_true(l.madt >= l.fadt + rd32(fadt, 4));
-	assert_true(l.dsdt >= l.madt + rd32(madt, 4));
+	assert_true(l.fadt >= l.xsdt + fb_le32(xsdt + 4));
+	assert_true(l.madt >= l.fadt + fb_le32(fadt + 4));
+	assert_true(l.dsdt >= l.madt + fb_le32(madt + 4));
 }
 
 static void test_tables_1cpu(void **state)
@@ -301,7 +291,7 @@ static void test_dsdt_scope_length(void **state)
 
 	build(1, 16, &l);
 	d = at(l.dsdt);
-	len = rd32(d, 4);
+	len = fb_le32(d + 4);
 	aml = d + 36;
 	assert_int_equal(aml[0], 0x10); /* ScopeOp */
 	v = pkg_length(aml + 1, &nb);
@@ -349,7 +339,7 @@ static char *disassemble(uint64_t gpa, const char *name)
 	unlink(out);
 	f = fopen(in, "wb");
 	assert_non_null(f);
-	assert_int_equal(fwrite(t, 1, rd32(t, 4), f), rd32(t, 4));
+	assert_int_equal(fwrite(t, 1, fb_le32(t + 4), f), fb_le32(t + 4));
 	assert_int_equal(fclose(f), 0);
 
 	pid = fork();

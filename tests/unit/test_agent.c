@@ -878,7 +878,7 @@ static void test_hostile_exec_stream(void **state)
 	fb_enc_str(&e, argv[0], 3);
 	fb_enc_u32(&e, 0);
 	send_raw(s.fd, FB_AGENT_EXEC, e.len, buf, e.len);
-	fb_le32_put(buf, 999);
+	fb_put_le32(buf, 999);
 	send_raw(s.fd, FB_AGENT_SIGNAL, 4, buf, 4);
 	send_raw(s.fd, FB_AGENT_STDIN, FB_AGENT_MAX_PAYLOAD + 1, NULL, 0);
 	while (!exited) {
@@ -888,8 +888,8 @@ static void test_hostile_exec_stream(void **state)
 			error = true;
 		if (m.type == FB_AGENT_EXIT) {
 			exited = true;
-			assert_int_equal(fb_le32_get(m.data), FB_AGENT_SIGNALED);
-			assert_int_equal(fb_le32_get(m.data + 4), SIGKILL);
+			assert_int_equal(fb_le32(m.data), FB_AGENT_SIGNALED);
+			assert_int_equal(fb_le32(m.data + 4), SIGKILL);
 		}
 		fba_msg_free(&m);
 	}

@@ -25,6 +25,7 @@
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/virtio.h"
 #include "util/error.h"
+#include "util/le.h"
 #include "vmm/guest_mem.h"
 #include "vmm/vm.h"
 
@@ -725,8 +726,7 @@ static uint32_t cfg32(struct tb *t, uint32_t off)
 	uint8_t b[4];
 
 	t->d.ops->config_read(&t->d, off, b, 4);
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
+	return fb_le32(b);
 }
 
 static uint32_t irq_status(struct tb *t)

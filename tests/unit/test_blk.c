@@ -25,6 +25,7 @@
 #include "devices/virtio/virtio.h"
 #include "disk/disk.h"
 #include "util/error.h"
+#include "util/le.h"
 #include "vmm/guest_mem.h"
 
 #define MiB (1ull << 20)
@@ -317,11 +318,9 @@ static uint64_t put_hdr(struct tb *t, uint32_t type, uint64_t sector)
 	uint64_t gpa = alloc(t, 16);
 	uint8_t *h = gp(t, gpa, 16);
 
-	for (int i = 0; i < 4; i++)
-		h[i] = (uint8_t)(type >> (8 * i));
+	fb_put_le32(h, type);
 	memset(h + 4, 0, 4); /* reserved (ioprio) */
-	for (int i = 0; i < 8; i++)
-		h[8 + i] = (uint8_t)(sector >> (8 * i));
+	fb_put_le64(h + 8, sector);
 	return gpa;
 }
 
@@ -664,8 +663,8 @@ static void test_config(void **state)
 {
 	struct tb *t = tb_new(false);
 	uint8_t cfg[24];
-	uint64_t cap = 0, f;
-	uint32_t seg_max = 0;
+	uint64_t cap, f;
+	uint32_t seg_max;
 
 	assert_int_equal(mmio_read32(t, REG_DEVICE_ID), VIRTIO_ID_BLOCK);
 	f = offered_features(t);
@@ -676,11 +675,9 @@ static void test_config(void **state)
 
 	/* Through the device op ... */
 	t->d.ops->config_read(&t->d, 0, cfg, sizeof(cfg));
-	for (int i = 7; i >= 0; i--)
-		cap = cap << 8 | cfg[i];
+	cap = fb_le64(cfg);
 	assert_int_equal(cap, DISK_SIZE / SECTOR);
-	for (int i = 3; i >= 0; i--)
-		seg_max = seg_max << 8 | cfg[12 + i];
+	seg_max = fb_le32(cfg + 12);
 	assert_true(seg_max >= 1);
 	/* ... and through the transport, as a driver reads it. */
 	memset(cfg, 0xff, 8);

@@ -21,6 +21,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "util/error.h"
+#include "util/le.h"
 #include "vmm/guest_mem.h"
 
 #define MiB (1ull << 20)
@@ -30,33 +31,6 @@
  * at 0x268 like the tiny guest's, a kernel of SYN_KERNEL bytes. */
 #define SYN_KERNEL 0x1234u
 #define SYN_LEN (0x400u + SYN_KERNEL)
-
-static void set16(uint8_t *p, size_t off, uint16_t v)
-{
-	p[off] = (uint8_t)v;
-	p[off + 1] = (uint8_t)(v >> 8);
-}
-
-static void set32(uint8_t *p, size_t off, uint32_t v)
-{
-	set16(p, off, (uint16_t)v);
-	set16(p, off + 2, (uint16_t)(v >> 16));
-}
-
-static uint16_t rd16(const uint8_t *p, size_t off)
-{
-	return (uint16_t)(p[off] | p[off + 1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p, size_t off)
-{
-	return rd16(p, off) | (uint32_t)rd16(p, off + 2) << 16;
-}
-
-static uint64_t rd64(const uint8_t *p, size_t off)
-{
-	return rd32(p, off) | (uint64_t)rd32(p, off + 4) << 32;
-}
 
 /* A valid 2.15 bzImage of len bytes (len >= 0x400). */
 static uint8_t *synthetic(size_t len)
@@ -69,20 +43,20 @@ static uint8_t *synthetic(size_t len)
 	for (size_t i = 0; i < len; i++)
 		img[i] = (uint8_t)(i * 7 + 3);
 	img[FB_BP_SETUP_SECTS] = 1;
-	set16(img, FB_BP_BOOT_FLAG, 0xaa55);
+	fb_put_le16(img + FB_BP_BOOT_FLAG, 0xaa55);
 	img[FB_BP_HDR_JUMP] = 0xeb;
 	img[FB_BP_HDR_JUMP + 1] = 0x66; /* header ends at 0x268 */
 	memcpy(img + FB_BP_HDR_MAGIC, "HdrS", 4);
-	set16(img, FB_BP_VERSION, 0x020f);
+	fb_put_le16(img + FB_BP_VERSION, 0x020f);
 	img[FB_BP_TYPE_OF_LOADER] = 0;
 	img[FB_BP_LOADFLAGS] = FB_LOADFLAG_LOADED_HIGH;
-	set32(img, FB_BP_RAMDISK_IMAGE, 0);
-	set32(img, FB_BP_RAMDISK_SIZE, 0);
-	set32(img, FB_BP_CMD_LINE_PTR, 0);
-	set32(img, FB_BP_INITRD_ADDR_MAX, 0x7fffffff);
-	set16(img, FB_BP_XLOADFLAGS, FB_XLF_KERNEL_64);
-	set32(img, FB_BP_CMDLINE_SIZE, 2047);
-	set32(img, FB_BP_INIT_SIZE, 0x100000);
+	fb_put_le32(img + FB_BP_RAMDISK_IMAGE, 0);
+	fb_put_le32(img + FB_BP_RAMDISK_SIZE, 0);
+	fb_put_le32(img + FB_BP_CMD_LINE_PTR, 0);
+	fb_put_le32(img + FB_BP_INITRD_ADDR_MAX, 0x7fffffff);
+	fb_put_le16(img + FB_BP_XLOADFLAGS, FB_XLF_KERNEL_64);
+	fb_put_le32(img + FB_BP_CMDLINE_SIZE, 2047);
+	fb_put_le32(img + FB_BP_INIT_SIZE, 0x100000);
 	return img;
 }
 
@@ -107,14 +81,14 @@ static void test_parse_synthetic(void **state)
 	img = realloc(img, 0x2000);
 	assert_non_null(img);
 	img[FB_BP_SETUP_SECTS] = 0;
-	set32(img, FB_BP_INIT_SIZE, 16);
+	fb_put_le32(img + FB_BP_INIT_SIZE, 16);
 	assert_int_equal(fb_bzimage_parse(img, 0x2000, &bz), 0);
 	assert_int_equal(bz.setup_size, 5 * 512);
 	assert_int_equal(bz.kernel_size, 0x2000 - 5 * 512);
 	assert_int_equal(bz.init_size, 0x2000 - 5 * 512);
 
 	/* Version exactly 2.12 is enough. */
-	set16(img, FB_BP_VERSION, 0x020c);
+	fb_put_le16(img + FB_BP_VERSION, 0x020c);
 	assert_int_equal(fb_bzimage_parse(img, 0x2000, &bz), 0);
 	assert_int_equal(bz.version, 0x020c);
 	free(img);
@@ -145,17 +119,17 @@ static void test_parse_rejects(void **state)
 	free(img);
 
 	img = synthetic(SYN_LEN);
-	set16(img, FB_BP_BOOT_FLAG, 0x55aa);
+	fb_put_le16(img + FB_BP_BOOT_FLAG, 0x55aa);
 	expect_noexec(img, SYN_LEN, "HdrS");
 	free(img);
 
 	img = synthetic(SYN_LEN);
-	set16(img, FB_BP_VERSION, 0x020b);
+	fb_put_le16(img + FB_BP_VERSION, 0x020b);
 	expect_noexec(img, SYN_LEN, "2.11");
 	free(img);
 
 	img = synthetic(SYN_LEN);
-	set16(img, FB_BP_XLOADFLAGS, 0x0002);
+	fb_put_le16(img + FB_BP_XLOADFLAGS, 0x0002);
 	expect_noexec(img, SYN_LEN, "XLF_KERNEL_64");
 	free(img);
 
@@ -252,16 +226,16 @@ static void test_parse_debian_kernel(void **state)
 	assert_int_equal(fb_bzimage_parse(img, len, &bz), 0);
 	/* Independent reading of the same fields. */
 	assert_memory_equal(img + 0x202, "HdrS", 4);
-	assert_int_equal(bz.version, rd16(img, 0x206));
+	assert_int_equal(bz.version, fb_le16(img + 0x206));
 	assert_true(bz.version >= 0x020c);
 	sects = img[0x1f1] ? img[0x1f1] : 4;
 	assert_int_equal(bz.setup_size, (sects + 1) * 512);
 	assert_int_equal(bz.kernel_size, len - (sects + 1) * 512);
-	assert_int_equal(bz.init_size, rd32(img, 0x260));
+	assert_int_equal(bz.init_size, fb_le32(img + 0x260));
 	assert_true(bz.init_size >= bz.kernel_size);
-	assert_int_equal(bz.cmdline_size, rd32(img, 0x238));
+	assert_int_equal(bz.cmdline_size, fb_le32(img + 0x238));
 	assert_int_equal(bz.hdr_end, 0x202 + img[0x201]);
-	assert_true(rd16(img, 0x236) & FB_XLF_KERNEL_64);
+	assert_true(fb_le16(img + 0x236) & FB_XLF_KERNEL_64);
 	free(img);
 }
 
@@ -354,18 +328,18 @@ static void test_zero_page_fill(void **state)
 	assert_int_equal(zp[FB_BP_TYPE_OF_LOADER], 0xff);
 	assert_int_equal(zp[FB_BP_LOADFLAGS],
 			 FB_LOADFLAG_LOADED_HIGH | FB_LOADFLAG_CAN_USE_HEAP);
-	assert_int_equal(rd16(zp, FB_BP_HEAP_END_PTR), 0xfe00);
-	assert_int_equal(rd32(zp, FB_BP_CMD_LINE_PTR), 0x20000);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_IMAGE), 0x3f00000);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_SIZE), 0x12345);
-	assert_int_equal(rd64(zp, FB_BP_ACPI_RSDP), 0xe0000);
+	assert_int_equal(fb_le16(zp + FB_BP_HEAP_END_PTR), 0xfe00);
+	assert_int_equal(fb_le32(zp + FB_BP_CMD_LINE_PTR), 0x20000);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_IMAGE), 0x3f00000);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_SIZE), 0x12345);
+	assert_int_equal(fb_le64(zp + FB_BP_ACPI_RSDP), 0xe0000);
 	assert_int_equal(zp[FB_BP_E820_ENTRIES], 3);
 	for (int i = 0; i < 3; i++) {
 		const uint8_t *e = zp + FB_BP_E820_TABLE + 20 * i;
 
-		assert_int_equal(rd64(e, 0), test_e820[i].addr);
-		assert_int_equal(rd64(e, 8), test_e820[i].size);
-		assert_int_equal(rd32(e, 16), test_e820[i].type);
+		assert_int_equal(fb_le64(e), test_e820[i].addr);
+		assert_int_equal(fb_le64(e + 8), test_e820[i].size);
+		assert_int_equal(fb_le32(e + 16), test_e820[i].type);
 	}
 	for (size_t i = FB_BP_E820_TABLE + 60; i < sizeof(zp); i++)
 		assert_int_equal(zp[i], 0);
@@ -373,7 +347,7 @@ static void test_zero_page_fill(void **state)
 	/* A 64-bit RSDP address travels whole. */
 	a.rsdp_addr = 0x123456789aull;
 	assert_int_equal(fb_zero_page_fill(zp, img, &bz, &a), 0);
-	assert_int_equal(rd64(zp, FB_BP_ACPI_RSDP), 0x123456789aull);
+	assert_int_equal(fb_le64(zp + FB_BP_ACPI_RSDP), 0x123456789aull);
 	free(img);
 }
 
@@ -406,8 +380,8 @@ static void test_zero_page_refusals(void **state)
 	a.initrd_addr = 0xfffff000ull;
 	a.initrd_size = 0xffffffffull;
 	assert_int_equal(fb_zero_page_fill(zp, img, &bz, &a), 0);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_IMAGE), 0xfffff000u);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_SIZE), 0xffffffffu);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_IMAGE), 0xfffff000u);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_SIZE), 0xffffffffu);
 
 	a = ok;
 	a.e820_entries = 0;
@@ -511,21 +485,22 @@ static void test_load_linux(void **state)
 	zp = fb_gpa_ptr(&mem, 0x7000, 4096);
 	assert_non_null(zp);
 	assert_memory_equal(zp + FB_BP_HDR_MAGIC, "HdrS", 4);
-	assert_int_equal(rd16(zp, FB_BP_VERSION), rd16(img, FB_BP_VERSION));
+	assert_int_equal(fb_le16(zp + FB_BP_VERSION),
+			 fb_le16(img + FB_BP_VERSION));
 	assert_int_equal(zp[FB_BP_SETUP_SECTS], img[FB_BP_SETUP_SECTS]);
 	assert_int_equal(zp[FB_BP_TYPE_OF_LOADER], 0xff);
 	assert_true(zp[FB_BP_LOADFLAGS] & FB_LOADFLAG_CAN_USE_HEAP);
 	assert_true(zp[FB_BP_LOADFLAGS] & FB_LOADFLAG_LOADED_HIGH);
-	assert_int_equal(rd32(zp, FB_BP_CMD_LINE_PTR), 0x20000);
-	assert_int_equal(rd64(zp, FB_BP_ACPI_RSDP), FB_ACPI_ADDR);
+	assert_int_equal(fb_le32(zp + FB_BP_CMD_LINE_PTR), 0x20000);
+	assert_int_equal(fb_le64(zp + FB_BP_ACPI_RSDP), FB_ACPI_ADDR);
 	assert_int_equal(zp[FB_BP_E820_ENTRIES], 3);
-	assert_int_equal(rd64(zp, FB_BP_E820_TABLE + 40), 0x100000);
-	assert_int_equal(rd64(zp, FB_BP_E820_TABLE + 48), 63 * MiB);
-	assert_int_equal(rd32(zp, FB_BP_E820_TABLE + 56), FB_E820_RAM);
+	assert_int_equal(fb_le64(zp + FB_BP_E820_TABLE + 40), 0x100000);
+	assert_int_equal(fb_le64(zp + FB_BP_E820_TABLE + 48), 63 * MiB);
+	assert_int_equal(fb_le32(zp + FB_BP_E820_TABLE + 56), FB_E820_RAM);
 
 	/* The initrd: page-aligned, as high as RAM goes, its bytes intact. */
-	rd_addr = rd32(zp, FB_BP_RAMDISK_IMAGE);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_SIZE), sizeof(rd));
+	rd_addr = fb_le32(zp + FB_BP_RAMDISK_IMAGE);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_SIZE), sizeof(rd));
 	assert_int_equal(rd_addr & 0xfff, 0);
 	assert_true(rd_addr + sizeof(rd) <= 64 * MiB);
 	assert_int_equal(rd_addr, (64 * MiB - sizeof(rd)) & ~0xfffull);
@@ -551,8 +526,8 @@ static void test_load_linux_no_initrd(void **state)
 	assert_int_equal(fb_guest_mem_init(&mem, 64 * MiB), 0);
 	assert_int_equal(fb_x86_load_linux(&mem, &boot, &entry), 0);
 	zp = fb_gpa_ptr(&mem, 0x7000, 4096);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_IMAGE), 0);
-	assert_int_equal(rd32(zp, FB_BP_RAMDISK_SIZE), 0);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_IMAGE), 0);
+	assert_int_equal(fb_le32(zp + FB_BP_RAMDISK_SIZE), 0);
 	assert_int_equal(*(uint8_t *)fb_gpa_ptr(&mem, 0x20000, 1), 0);
 	fb_guest_mem_release(&mem);
 }
@@ -681,8 +656,8 @@ static void test_load_linux_too_small(void **state)
 	close(fd);
 	assert_int_equal(fb_guest_mem_init(&mem, 64 * MiB), 0);
 	assert_int_equal(fb_x86_load_linux(&mem, &boot, &entry), 0);
-	assert_int_equal(rd32(fb_gpa_ptr(&mem, 0x7000, 4096),
-			      FB_BP_RAMDISK_IMAGE), 17 * MiB);
+	assert_int_equal(fb_le32(fb_gpa_ptr(&mem, 0x7000 + FB_BP_RAMDISK_IMAGE,
+					    4)), 17 * MiB);
 	fb_guest_mem_release(&mem);
 	/* One page more does not. */
 	fd = open(initrd, O_WRONLY | O_TRUNC);

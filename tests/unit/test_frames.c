@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "box/frames.h"
+#include "util/le.h"
 
 #define MAX_SEEN 16
 
@@ -49,10 +50,8 @@ static void put_frame(uint8_t *buf, size_t *off, uint8_t type,
 		      const void *payload, uint32_t len)
 {
 	buf[(*off)++] = type;
-	buf[(*off)++] = (uint8_t)len;
-	buf[(*off)++] = (uint8_t)(len >> 8);
-	buf[(*off)++] = (uint8_t)(len >> 16);
-	buf[(*off)++] = (uint8_t)(len >> 24);
+	fb_put_le32(buf + *off, len);
+	*off += 4;
 	memcpy(buf + *off, payload, len);
 	*off += len;
 }

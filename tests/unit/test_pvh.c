@@ -29,6 +29,7 @@
 #include "arch/x86/pvh.h"
 #include "forkbox/forkbox.h"
 #include "util/error.h"
+#include "util/le.h"
 #include "vmm/guest_mem.h"
 
 #define MiB (1ull << 20)
@@ -44,49 +45,20 @@
 #define SYN_NOTES 0x200u
 #define PH(i) (64u + (i) * 56u)
 
-static void put16(uint8_t *p, size_t off, uint16_t v)
-{
-	p[off] = (uint8_t)v;
-	p[off + 1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, size_t off, uint32_t v)
-{
-	put16(p, off, (uint16_t)v);
-	put16(p, off + 2, (uint16_t)(v >> 16));
-}
-
-static void put64(uint8_t *p, size_t off, uint64_t v)
-{
-	put32(p, off, (uint32_t)v);
-	put32(p, off + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t rd32(const uint8_t *p, size_t off)
-{
-	return (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
-	       (uint32_t)p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
-}
-
-static uint64_t rd64(const uint8_t *p, size_t off)
-{
-	return rd32(p, off) | (uint64_t)rd32(p, off + 4) << 32;
-}
-
 static void set_phdr(uint8_t *img, unsigned i, uint32_t type, uint64_t off,
 		     uint64_t paddr, uint64_t filesz, uint64_t memsz,
 		     uint64_t align)
 {
 	uint8_t *ph = img + PH(i);
 
-	put32(ph, 0, type);
-	put32(ph, 4, 5);
-	put64(ph, 8, off);
-	put64(ph, 16, 0xffffffff80000000ull + paddr); /* vaddr: unused */
-	put64(ph, 24, paddr);
-	put64(ph, 32, filesz);
-	put64(ph, 40, memsz);
-	put64(ph, 48, align);
+	fb_put_le32(ph, type);
+	fb_put_le32(ph + 4, 5);
+	fb_put_le64(ph + 8, off);
+	fb_put_le64(ph + 16, 0xffffffff80000000ull + paddr); /* vaddr: unused */
+	fb_put_le64(ph + 24, paddr);
+	fb_put_le64(ph + 32, filesz);
+	fb_put_le64(ph + 40, memsz);
+	fb_put_le64(ph + 48, align);
 }
 
 /* One note at p, padded to 4; returns its size. */
@@ -96,9 +68,9 @@ static size_t put_note(uint8_t *p, const char *name, uint32_t type,
 	uint32_t namesz = (uint32_t)strlen(name) + 1;
 	size_t at = 12;
 
-	put32(p, 0, namesz);
-	put32(p, 4, descsz);
-	put32(p, 8, type);
+	fb_put_le32(p, namesz);
+	fb_put_le32(p + 4, descsz);
+	fb_put_le32(p + 8, type);
 	memcpy(p + at, name, namesz);
 	at += (namesz + 3) & ~3u;
 	memcpy(p + at, desc, descsz);
@@ -128,14 +100,14 @@ static uint8_t *synthetic_elf(size_t len)
 	img[4] = 2;
 	img[5] = 1;
 	img[6] = 1;
-	put16(img, 0x10, 2);
-	put16(img, 0x12, 62);
-	put32(img, 0x14, 1);
-	put64(img, 0x18, SYN_PADDR);
-	put64(img, 0x20, 64);
-	put16(img, 0x34, 64);
-	put16(img, 0x36, 56);
-	put16(img, 0x38, 3);
+	fb_put_le16(img + 0x10, 2);
+	fb_put_le16(img + 0x12, 62);
+	fb_put_le32(img + 0x14, 1);
+	fb_put_le64(img + 0x18, SYN_PADDR);
+	fb_put_le64(img + 0x20, 64);
+	fb_put_le16(img + 0x34, 64);
+	fb_put_le16(img + 0x36, 56);
+	fb_put_le16(img + 0x38, 3);
 	n = linux_notes(img + SYN_NOTES, SYN_ENTRY);
 	set_phdr(img, 0, 1, 0x1000, SYN_PADDR, SYN_FILESZ, SYN_MEMSZ, 0x1000);
 	set_phdr(img, 1, 4, SYN_NOTES, 0, n, n, 4);
@@ -206,30 +178,30 @@ static void test_elf_refuses_headers(void **state)
 	img[5] = 2;
 	expect_noexec(img, SYN_LEN, "little-endian");
 	img[5] = 1;
-	put16(img, 0x10, 3); /* ET_DYN */
+	fb_put_le16(img + 0x10, 3); /* ET_DYN */
 	expect_noexec(img, SYN_LEN, "executable");
-	put16(img, 0x10, 2);
-	put16(img, 0x12, 3); /* i386 */
+	fb_put_le16(img + 0x10, 2);
+	fb_put_le16(img + 0x12, 3); /* i386 */
 	expect_noexec(img, SYN_LEN, "x86-64");
-	put16(img, 0x12, 62);
-	put16(img, 0x36, 32);
+	fb_put_le16(img + 0x12, 62);
+	fb_put_le16(img + 0x36, 32);
 	expect_noexec(img, SYN_LEN, "program header size");
-	put16(img, 0x36, 56);
-	put16(img, 0x38, 0);
+	fb_put_le16(img + 0x36, 56);
+	fb_put_le16(img + 0x38, 0);
 	expect_noexec(img, SYN_LEN, "0 program headers");
-	put16(img, 0x38, FB_ELF_MAX_PHDRS + 1);
+	fb_put_le16(img + 0x38, FB_ELF_MAX_PHDRS + 1);
 	expect_noexec(img, SYN_LEN, "program headers");
-	put16(img, 0x38, 3);
+	fb_put_le16(img + 0x38, 3);
 	/* Program headers past the end, and at an offset that wraps. */
-	put64(img, 0x20, SYN_LEN - 100);
+	fb_put_le64(img + 0x20, SYN_LEN - 100);
 	expect_noexec(img, SYN_LEN, "beyond");
-	put64(img, 0x20, 0xffffffffffffff00ull);
+	fb_put_le64(img + 0x20, 0xffffffffffffff00ull);
 	expect_noexec(img, SYN_LEN, "beyond");
 	/* Only the first 4 KiB are read for them. */
-	put64(img, 0x20, FB_ELF_HEAD_MAX - 100);
+	fb_put_le64(img + 0x20, FB_ELF_HEAD_MAX - 100);
 	expect_noexec(img, SYN_LEN, "beyond");
 	/* A file shorter than its program headers. */
-	put64(img, 0x20, 64);
+	fb_put_le64(img + 0x20, 64);
 	expect_noexec(img, 64 + 56, "beyond");
 	free(img);
 }
@@ -284,7 +256,7 @@ static void test_elf_refuses_segments(void **state)
 
 	/* More PT_LOADs than the cap. */
 	img = synthetic_elf(SYN_LEN);
-	put16(img, 0x38, FB_ELF_MAX_LOADS + 2);
+	fb_put_le16(img + 0x38, FB_ELF_MAX_LOADS + 2);
 	for (unsigned i = 0; i <= FB_ELF_MAX_LOADS; i++)
 		set_phdr(img, i + 1, 1, 0x1000, SYN_PADDR + 0x10000 * (i + 1),
 			 0x10, 0x10, 0);
@@ -309,12 +281,12 @@ static void test_elf_refuses_notes(void **state)
 	expect_noexec(img, SYN_LEN, "no PVH entry note");
 	/* A note whose name runs past its segment. */
 	n = put_note(img + SYN_NOTES, "Xen", 18, "\x10\x00\x20\x00", 4);
-	put32(img + SYN_NOTES, 0, 0xfffffff0u);
+	fb_put_le32(img + SYN_NOTES, 0xfffffff0u);
 	set_phdr(img, 1, 4, SYN_NOTES, 0, n, n, 4);
 	expect_noexec(img, SYN_LEN, "run past");
 	/* ... or whose desc does. */
-	put32(img + SYN_NOTES, 0, 4);
-	put32(img + SYN_NOTES, 4, 0xffffffffu);
+	fb_put_le32(img + SYN_NOTES, 4);
+	fb_put_le32(img + SYN_NOTES + 4, 0xffffffffu);
 	expect_noexec(img, SYN_LEN, "run past");
 	/* A segment cut inside the header leaves no note: none found. */
 	set_phdr(img, 1, 4, SYN_NOTES, 0, 11, 11, 4);
@@ -353,7 +325,7 @@ static void test_elf_refuses_notes(void **state)
 	free(img);
 
 	img = synthetic_elf(SYN_LEN);
-	put16(img, 0x38, FB_ELF_MAX_NOTES + 2);
+	fb_put_le16(img + 0x38, FB_ELF_MAX_NOTES + 2);
 	for (unsigned i = 1; i <= FB_ELF_MAX_NOTES + 1; i++)
 		set_phdr(img, i, 4, SYN_NOTES, 0, 4, 4, 4);
 	expect_noexec(img, SYN_LEN, "more than 4 PT_NOTE");
@@ -368,16 +340,16 @@ static void test_elf_notes_align8(void **state)
 	/* In a segment aligned to 8, the desc and the next note start at
 	 * offsets rounded up to 8: a "GNU" note with a 4-byte desc (at
 	 * 16) is followed by Xen's at 24, not at 20. */
-	put32(notes, 0, 4);
-	put32(notes, 4, 4);
-	put32(notes, 8, 5);
+	fb_put_le32(notes, 4);
+	fb_put_le32(notes + 4, 4);
+	fb_put_le32(notes + 8, 5);
 	memcpy(notes + 12, "GNU", 4);
-	put32(notes, 16, 0xdeadbeef);
-	put32(notes, 24, 4);
-	put32(notes, 28, 4);
-	put32(notes, 32, 18);
+	fb_put_le32(notes + 16, 0xdeadbeef);
+	fb_put_le32(notes + 24, 4);
+	fb_put_le32(notes + 28, 4);
+	fb_put_le32(notes + 32, 18);
 	memcpy(notes + 36, "Xen", 4);
-	put32(notes, 40, 0x123456);
+	fb_put_le32(notes + 40, 0x123456);
 	assert_int_equal(fb_elf_find_pvh(notes, sizeof(notes), 8, &entry), 0);
 	assert_int_equal(entry, 0x123456);
 	/* Read with 4-byte padding the same bytes are garbage from 20 on:
@@ -404,7 +376,7 @@ static uint8_t *lz4_legacy(const uint8_t *data, size_t len, size_t *out_len)
 	size_t at = 4;
 
 	assert_non_null(out);
-	put32(out, 0, 0x184c2102u);
+	fb_put_le32(out, 0x184c2102u);
 	for (size_t off = 0; off < len; off += block) {
 		size_t n = len - off < block ? len - off : block;
 		int c = LZ4_compress_default((const char *)data + off,
@@ -412,10 +384,10 @@ static uint8_t *lz4_legacy(const uint8_t *data, size_t len, size_t *out_len)
 					     (int)bound);
 
 		assert_true(c > 0);
-		put32(out, at, (uint32_t)c);
+		fb_put_le32(out + at, (uint32_t)c);
 		at += 4 + (size_t)c;
 	}
-	put32(out, at, (uint32_t)len);
+	fb_put_le32(out + at, (uint32_t)len);
 	*out_len = at + 4;
 	return out;
 }
@@ -439,14 +411,14 @@ static void test_lz4_legacy(void **state)
 			 -ENOEXEC);
 	/* A trailer that disagrees (here: says less, so a block does not
 	 * fit; then says more than was there). */
-	put32(s, slen - 4, (uint32_t)len - 1);
+	fb_put_le32(s + slen - 4, (uint32_t)len - 1);
 	assert_int_equal(fb_lz4_legacy_decode(s, slen, len, &out, &olen),
 			 -ENOEXEC);
-	put32(s, slen - 4, (uint32_t)len + 1);
+	fb_put_le32(s + slen - 4, (uint32_t)len + 1);
 	assert_int_equal(fb_lz4_legacy_decode(s, slen, len + 1, &out, &olen),
 			 -ENOEXEC);
 	assert_non_null(strstr(fb_last_error(), "trailer"));
-	put32(s, slen - 4, (uint32_t)len);
+	fb_put_le32(s + slen - 4, (uint32_t)len);
 	/* Truncated anywhere. */
 	for (size_t cut = 1; cut < 64; cut += 7)
 		assert_int_equal(fb_lz4_legacy_decode(s, slen - cut, len, &out,
@@ -455,25 +427,25 @@ static void test_lz4_legacy(void **state)
 			 -ENOEXEC);
 	/* A block size larger than the rest, and than any block may be. */
 	{
-		uint32_t c0 = rd32(s, 4);
+		uint32_t c0 = fb_le32(s + 4);
 
-		put32(s, 4, (uint32_t)slen);
+		fb_put_le32(s + 4, (uint32_t)slen);
 		assert_int_equal(fb_lz4_legacy_decode(s, slen, len, &out,
 						      &olen), -ENOEXEC);
-		put32(s, 4, 0x7fffffff);
+		fb_put_le32(s + 4, 0x7fffffff);
 		assert_int_equal(fb_lz4_legacy_decode(s, slen, len, &out,
 						      &olen), -ENOEXEC);
-		put32(s, 4, 0);
+		fb_put_le32(s + 4, 0);
 		assert_int_equal(fb_lz4_legacy_decode(s, slen, len, &out,
 						      &olen), -ENOEXEC);
-		put32(s, 4, c0);
+		fb_put_le32(s + 4, c0);
 		/* Garbage inside a block. */
 		memset(s + 8, 0xff, 64);
 		assert_int_equal(fb_lz4_legacy_decode(s, slen, len, &out,
 						      &olen), -ENOEXEC);
 	}
 	/* Not LZ4 legacy at all. */
-	put32(s, 0, 0x184d2204u); /* the frame format's magic */
+	fb_put_le32(s, 0x184d2204u); /* the frame format's magic */
 	assert_int_equal(fb_lz4_legacy_decode(s, slen, len, &out, &olen),
 			 -ENOEXEC);
 	free(s);
@@ -488,7 +460,7 @@ static void test_lz4_legacy(void **state)
 		assert_non_null(cat);
 		memcpy(cat, a, a_len - 4);
 		memcpy(cat + a_len - 4, b, b_len);
-		put32(cat, a_len - 4 + b_len - 4, 3000);
+		fb_put_le32(cat + (a_len - 4 + b_len - 4), 3000);
 		assert_int_equal(fb_lz4_legacy_decode(cat, a_len - 4 + b_len,
 						      len, &out, &olen), 0);
 		assert_int_equal(olen, 3000);
@@ -563,16 +535,16 @@ static uint8_t *bzimage_with(const uint8_t *payload, size_t plen,
 
 	assert_non_null(img);
 	img[FB_BP_SETUP_SECTS] = 1;
-	put16(img, FB_BP_BOOT_FLAG, 0xaa55);
+	fb_put_le16(img + FB_BP_BOOT_FLAG, 0xaa55);
 	img[FB_BP_HDR_JUMP] = 0xeb;
 	img[FB_BP_HDR_JUMP + 1] = 0x66;
 	memcpy(img + FB_BP_HDR_MAGIC, "HdrS", 4);
-	put16(img, FB_BP_VERSION, 0x020f);
+	fb_put_le16(img + FB_BP_VERSION, 0x020f);
 	img[FB_BP_LOADFLAGS] = FB_LOADFLAG_LOADED_HIGH;
-	put16(img, FB_BP_XLOADFLAGS, FB_XLF_KERNEL_64);
-	put32(img, FB_BP_INIT_SIZE, 0x100000);
-	put32(img, FB_BP_PAYLOAD_OFFSET, 0x100);
-	put32(img, FB_BP_PAYLOAD_LENGTH, (uint32_t)plen);
+	fb_put_le16(img + FB_BP_XLOADFLAGS, FB_XLF_KERNEL_64);
+	fb_put_le32(img + FB_BP_INIT_SIZE, 0x100000);
+	fb_put_le32(img + FB_BP_PAYLOAD_OFFSET, 0x100);
+	fb_put_le32(img + FB_BP_PAYLOAD_LENGTH, (uint32_t)plen);
 	memcpy(img + 0x500, payload, plen);
 	*len = 0x400 + 0x100 + plen;
 	return img;
@@ -592,15 +564,15 @@ static void test_bzimage_payload(void **state)
 	assert_int_equal(plen, sizeof(junk));
 	/* One byte more than the kernel holds; an offset past it; an
 	 * offset + length that wraps in 32 bits. */
-	put32(img, FB_BP_PAYLOAD_LENGTH, sizeof(junk) + 1);
+	fb_put_le32(img + FB_BP_PAYLOAD_LENGTH, sizeof(junk) + 1);
 	assert_int_equal(fb_bzimage_payload(img, len, &bz, &p, &plen),
 			 -ENOEXEC);
-	put32(img, FB_BP_PAYLOAD_LENGTH, sizeof(junk));
-	put32(img, FB_BP_PAYLOAD_OFFSET, 0x200);
+	fb_put_le32(img + FB_BP_PAYLOAD_LENGTH, sizeof(junk));
+	fb_put_le32(img + FB_BP_PAYLOAD_OFFSET, 0x200);
 	assert_int_equal(fb_bzimage_payload(img, len, &bz, &p, &plen),
 			 -ENOEXEC);
-	put32(img, FB_BP_PAYLOAD_OFFSET, 0x100);
-	put32(img, FB_BP_PAYLOAD_LENGTH, 0xffffff10u);
+	fb_put_le32(img + FB_BP_PAYLOAD_OFFSET, 0x100);
+	fb_put_le32(img + FB_BP_PAYLOAD_LENGTH, 0xffffff10u);
 	assert_int_equal(fb_bzimage_payload(img, len, &bz, &p, &plen),
 			 -ENOEXEC);
 	free(img);
@@ -644,7 +616,7 @@ static void test_kernel_extract(void **state)
 	free(stream);
 
 	/* An ELF without a PVH note: nothing written, the bzImage stays. */
-	put32(elf, PH(1), 6);
+	fb_put_le32(elf + PH(1), 6);
 	stream = lz4_legacy(elf, SYN_LEN, &slen);
 	img = bzimage_with(stream, slen, &len);
 	write_file(bz_path, img, len);
@@ -698,29 +670,29 @@ static void test_start_info(void **state)
 	memset(page, 0xee, sizeof(page));
 	assert_int_equal(fb_pvh_info_fill(page, 0x7000, &a), 0);
 	/* Field by field, at the ABI's offsets. */
-	assert_int_equal(rd32(page, 0), 0x336ec578);
-	assert_int_equal(rd32(page, 4), 1);
-	assert_int_equal(rd32(page, 8), 0);          /* flags */
-	assert_int_equal(rd32(page, 12), 1);         /* nr_modules */
-	assert_int_equal(rd64(page, 16), 0x7040);    /* modlist_paddr */
-	assert_int_equal(rd64(page, 24), 0x20000);   /* cmdline_paddr */
-	assert_int_equal(rd64(page, 32), 0xe0000);   /* rsdp_paddr */
-	assert_int_equal(rd64(page, 40), 0x7080);    /* memmap_paddr */
-	assert_int_equal(rd32(page, 48), 3);         /* memmap_entries */
-	assert_int_equal(rd32(page, 52), 0);
+	assert_int_equal(fb_le32(page), 0x336ec578);
+	assert_int_equal(fb_le32(page + 4), 1);
+	assert_int_equal(fb_le32(page + 8), 0);          /* flags */
+	assert_int_equal(fb_le32(page + 12), 1);         /* nr_modules */
+	assert_int_equal(fb_le64(page + 16), 0x7040);    /* modlist_paddr */
+	assert_int_equal(fb_le64(page + 24), 0x20000);   /* cmdline_paddr */
+	assert_int_equal(fb_le64(page + 32), 0xe0000);   /* rsdp_paddr */
+	assert_int_equal(fb_le64(page + 40), 0x7080);    /* memmap_paddr */
+	assert_int_equal(fb_le32(page + 48), 3);         /* memmap_entries */
+	assert_int_equal(fb_le32(page + 52), 0);
 	/* Module 0, the initrd, no command line of its own. */
-	assert_int_equal(rd64(page, 0x40), 0x7f00000);
-	assert_int_equal(rd64(page, 0x48), 0x12345);
-	assert_int_equal(rd64(page, 0x50), 0);
-	assert_int_equal(rd64(page, 0x58), 0);
+	assert_int_equal(fb_le64(page + 0x40), 0x7f00000);
+	assert_int_equal(fb_le64(page + 0x48), 0x12345);
+	assert_int_equal(fb_le64(page + 0x50), 0);
+	assert_int_equal(fb_le64(page + 0x58), 0);
 	/* The map, 24 bytes an entry. */
 	for (int i = 0; i < 3; i++) {
 		const uint8_t *e = page + 0x80 + 24 * i;
 
-		assert_int_equal(rd64(e, 0), test_e820[i].addr);
-		assert_int_equal(rd64(e, 8), test_e820[i].size);
-		assert_int_equal(rd32(e, 16), test_e820[i].type);
-		assert_int_equal(rd32(e, 20), 0);
+		assert_int_equal(fb_le64(e), test_e820[i].addr);
+		assert_int_equal(fb_le64(e + 8), test_e820[i].size);
+		assert_int_equal(fb_le32(e + 16), test_e820[i].type);
+		assert_int_equal(fb_le32(e + 20), 0);
 	}
 	/* Nothing else: the rest of the page is zero. */
 	for (size_t i = 0x80 + 3 * 24; i < sizeof(page); i++)
@@ -732,9 +704,9 @@ static void test_start_info(void **state)
 	a.initrd_size = 0;
 	a.initrd_addr = 0;
 	assert_int_equal(fb_pvh_info_fill(page, 0x7000, &a), 0);
-	assert_int_equal(rd32(page, 12), 0);
-	assert_int_equal(rd64(page, 16), 0);
-	assert_int_equal(rd64(page, 0x40), 0);
+	assert_int_equal(fb_le32(page + 12), 0);
+	assert_int_equal(fb_le64(page + 16), 0);
+	assert_int_equal(fb_le64(page + 0x40), 0);
 }
 
 static void test_start_info_refusals(void **state)
@@ -755,7 +727,7 @@ static void test_start_info_refusals(void **state)
 	assert_int_equal(fb_pvh_info_fill(page, 0x7000, &a), -EINVAL);
 	a.e820_entries = FB_E820_MAX_ENTRIES - 1;
 	assert_int_equal(fb_pvh_info_fill(page, 0x7000, &a), 0);
-	assert_int_equal(rd32(page, 48), FB_E820_MAX_ENTRIES - 1);
+	assert_int_equal(fb_le32(page + 48), FB_E820_MAX_ENTRIES - 1);
 	a = ok;
 	a.cmdline_addr = 0x100000000ull;
 	assert_int_equal(fb_pvh_info_fill(page, 0x7000, &a), -EINVAL);
@@ -805,18 +777,18 @@ static void test_load_pvh(void **state)
 			    cmdline, sizeof(cmdline));
 
 	si = fb_gpa_ptr(&mem, FB_PVH_INFO_ADDR, 4096);
-	assert_int_equal(rd32(si, 0), FB_HVM_START_MAGIC);
-	assert_int_equal(rd32(si, 4), 1);
-	assert_int_equal(rd64(si, 24), FB_CMDLINE_ADDR);
-	assert_int_equal(rd64(si, 32), FB_ACPI_ADDR);
-	assert_int_equal(rd32(si, 12), 1);
+	assert_int_equal(fb_le32(si), FB_HVM_START_MAGIC);
+	assert_int_equal(fb_le32(si + 4), 1);
+	assert_int_equal(fb_le64(si + 24), FB_CMDLINE_ADDR);
+	assert_int_equal(fb_le64(si + 32), FB_ACPI_ADDR);
+	assert_int_equal(fb_le32(si + 12), 1);
 	/* The map is fb_e820_build's for 64 MiB. */
-	assert_int_equal(rd32(si, 48), 3);
-	assert_int_equal(rd64(si, 0x80 + 48), 0x100000);
-	assert_int_equal(rd64(si, 0x80 + 56), 63 * MiB);
+	assert_int_equal(fb_le32(si + 48), 3);
+	assert_int_equal(fb_le64(si + 0x80 + 48), 0x100000);
+	assert_int_equal(fb_le64(si + 0x80 + 56), 63 * MiB);
 	/* The initrd: page-aligned, as high as RAM goes, intact. */
-	rd_addr = rd64(si, 0x40);
-	assert_int_equal(rd64(si, 0x48), sizeof(rd));
+	rd_addr = fb_le64(si + 0x40);
+	assert_int_equal(fb_le64(si + 0x48), sizeof(rd));
 	assert_int_equal(rd_addr, (64 * MiB - sizeof(rd)) & ~0xfffull);
 	assert_memory_equal(fb_gpa_ptr(&mem, rd_addr, sizeof(rd)), rd,
 			    sizeof(rd));
@@ -826,7 +798,8 @@ static void test_load_pvh(void **state)
 	boot.initrd_path = NULL;
 	assert_int_equal(fb_guest_mem_init(&mem, 64 * MiB), 0);
 	assert_int_equal(fb_x86_load_pvh(&mem, &boot, &entry), 0);
-	assert_int_equal(rd32(fb_gpa_ptr(&mem, FB_PVH_INFO_ADDR, 64), 12), 0);
+	assert_int_equal(fb_le32(fb_gpa_ptr(&mem, FB_PVH_INFO_ADDR + 12, 4)),
+			 0);
 	fb_guest_mem_release(&mem);
 	free(img);
 }
@@ -881,12 +854,12 @@ static void test_load_pvh_refusals(void **state)
 	assert_non_null(strstr(fb_last_error(), "beyond the file"));
 
 	/* The message names the file and the reason (no PVH note). */
-	put32(img, PH(1), 6);
+	fb_put_le32(img + PH(1), 6);
 	write_file(kernel, img, SYN_LEN);
 	assert_int_equal(fb_x86_load_pvh(&mem, &boot, &entry), -ENOEXEC);
 	assert_non_null(strstr(fb_last_error(), kernel));
 	assert_non_null(strstr(fb_last_error(), "no PVH entry note"));
-	put32(img, PH(1), 4);
+	fb_put_le32(img + PH(1), 4);
 	write_file(kernel, img, SYN_LEN);
 
 	/* A command line too long for the kernel. */
@@ -916,7 +889,7 @@ static void test_load_pvh_refusals(void **state)
 	assert_int_equal(ftruncate(fd, 30 * MiB - SYN_MEMSZ), 0);
 	close(fd);
 	assert_int_equal(fb_x86_load_pvh(&mem, &boot, &entry), 0);
-	assert_int_equal(rd64(fb_gpa_ptr(&mem, FB_PVH_INFO_ADDR, 4096), 0x40),
+	assert_int_equal(fb_le64(fb_gpa_ptr(&mem, FB_PVH_INFO_ADDR + 0x40, 8)),
 			 SYN_PADDR + SYN_MEMSZ);
 	fb_guest_mem_release(&mem);
 	free(img);
@@ -1021,7 +994,7 @@ static void test_real_vmlinux(void **state)
 	/* Independently: Linux's note is "Xen", type 18, 8 bytes. */
 	note = memmem(img, len, pvh_note, sizeof(pvh_note));
 	assert_non_null(note);
-	assert_int_equal(k.pvh_entry, rd64(note, sizeof(pvh_note)));
+	assert_int_equal(k.pvh_entry, fb_le64(note + sizeof(pvh_note)));
 	/* x86-64 Linux runs from LOAD_PHYSICAL_ADDR, 16 MiB. */
 	assert_int_equal(k.start, 16 * MiB);
 	assert_true(k.pvh_entry > k.start && k.pvh_entry < k.end);
@@ -1048,8 +1021,8 @@ static void test_real_vmlinux(void **state)
 					       k.load[i].filesz),
 				    img + k.load[i].offset, k.load[i].filesz);
 	si = fb_gpa_ptr(&mem, FB_PVH_INFO_ADDR, 4096);
-	assert_int_equal(rd32(si, 0), FB_HVM_START_MAGIC);
-	assert_true(rd64(si, 0x40) >= k.end);
+	assert_int_equal(fb_le32(si), FB_HVM_START_MAGIC);
+	assert_true(fb_le64(si + 0x40) >= k.end);
 	fb_guest_mem_release(&mem);
 	/* Its segments do not fit 32 MiB: said so, with --mem. */
 	assert_int_equal(fb_guest_mem_init(&mem, 32 * MiB), 0);

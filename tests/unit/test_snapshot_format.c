@@ -21,6 +21,7 @@
 
 #include "snapshot/format.h"
 #include "util/error.h"
+#include "util/le.h"
 
 static char dir[64];
 
@@ -65,29 +66,11 @@ static void spill(const char *path, const void *buf, size_t len)
 	close(fd);
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static void set_le32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void set_le64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
 /* Recomputes the header CRC (bytes 44..47) after a deliberate edit. */
 static void fix_header_crc(uint8_t *h)
 {
-	set_le32(h + 44, 0);
-	set_le32(h + 44, fb_snap_crc32(0, h, FB_SNAP_HEADER_SIZE));
+	fb_put_le32(h + 44, 0);
+	fb_put_le32(h + 44, fb_snap_crc32(0, h, FB_SNAP_HEADER_SIZE));
 }
 
 /* Recomputes the CRC of the section whose header is at off. */
@@ -95,10 +78,10 @@ static void fix_section_crc(uint8_t *buf, size_t off, uint64_t len)
 {
 	uint32_t crc;
 
-	set_le32(buf + off + 12, 0);
+	fb_put_le32(buf + off + 12, 0);
 	crc = fb_snap_crc32(0, buf + off, FB_SNAP_SECTION_HEADER_SIZE);
 	crc = fb_snap_crc32(crc, buf + off + FB_SNAP_SECTION_HEADER_SIZE, len);
-	set_le32(buf + off + 12, crc);
+	fb_put_le32(buf + off + 12, crc);
 }
 
 static const char cfg[] = "config!";	/* 8 bytes with the NUL */
@@ -277,25 +260,25 @@ static void test_versions(void **state)
 	path_in(bad, sizeof(bad), "bad");
 	write_sample(path, NULL);
 	buf = slurp(path, &len);
-	assert_int_equal(le32(buf + 8), FB_SNAPSHOT_VERSION);
+	assert_int_equal(fb_le32(buf + 8), FB_SNAPSHOT_VERSION);
 
-	set_le32(buf + 8, FB_SNAPSHOT_VERSION + 1);
+	fb_put_le32(buf + 8, FB_SNAPSHOT_VERSION + 1);
 	fix_header_crc(buf);
 	spill(bad, buf, len);
 	expect_refused(bad, "snapshot version 2 is newer than this forkbox "
 		       "understands (1)");
 	/* Refused on the version even with a stale CRC. */
-	set_le32(buf + 8, 77);
+	fb_put_le32(buf + 8, 77);
 	spill(bad, buf, len);
 	expect_refused(bad, "snapshot version 77 is newer");
-	set_le32(buf + 8, 0);
+	fb_put_le32(buf + 8, 0);
 	fix_header_crc(buf);
 	spill(bad, buf, len);
 	expect_refused(bad, "snapshot version 0 is not supported");
 
 	/* Unknown flags, even with a good CRC. */
-	set_le32(buf + 8, FB_SNAPSHOT_VERSION);
-	set_le32(buf + 12, 0x4);
+	fb_put_le32(buf + 8, FB_SNAPSHOT_VERSION);
+	fb_put_le32(buf + 12, 0x4);
 	fix_header_crc(buf);
 	spill(bad, buf, len);
 	expect_refused(bad, "unknown snapshot flags 0x4");
@@ -408,7 +391,7 @@ static void test_lengths_capped(void **state)
 
 	/* 2^62 bytes: over the cap, refused at once (before its CRC is even
 	 * looked at), nothing allocated. */
-	set_le64(buf + first + 16, 1ull << 62);
+	fb_put_le64(buf + first + 16, 1ull << 62);
 	spill(bad, buf, len);
 	t = now();
 	expect_refused(bad, "section 0 (vm-config) claims 4611686018427387904 "
@@ -417,40 +400,40 @@ static void test_lengths_capped(void **state)
 	refused_without_allocating(bad, "over the 64 MiB cap");
 	/* Every length from 2^32 to 2^63: never a wrap-around. */
 	for (int shift = 32; shift < 64; shift++) {
-		set_le64(buf + first + 16, 1ull << shift);
+		fb_put_le64(buf + first + 16, 1ull << shift);
 		spill(bad, buf, len);
 		expect_refused(bad, "over the 64 MiB cap");
 	}
-	set_le64(buf + first + 16, UINT64_MAX);
+	fb_put_le64(buf + first + 16, UINT64_MAX);
 	spill(bad, buf, len);
 	expect_refused(bad, "over the 64 MiB cap");
 
 	/* Under the cap but past the end of the file (with a correct CRC
 	 * field or not, the length is checked first). */
-	set_le64(buf + first + 16, 60ull << 20);
+	fb_put_le64(buf + first + 16, 60ull << 20);
 	fix_section_crc(buf, first, 0);
 	spill(bad, buf, len);
 	refused_without_allocating(bad, "truncated: section 0 (vm-config) "
 				   "needs 62914560 bytes");
-	set_le64(buf + first + 16, sizeof(cfg));
+	fb_put_le64(buf + first + 16, sizeof(cfg));
 	fix_section_crc(buf, first, sizeof(cfg));
 
 	/* A section count over the cap, with a valid header CRC. */
-	set_le32(buf + 40, 0xffffffffu);
+	fb_put_le32(buf + 40, 0xffffffffu);
 	fix_header_crc(buf);
 	spill(bad, buf, len);
 	expect_refused(bad, "4294967295 sections, over the cap of 4096");
 	/* Under the cap, more than the file can hold. */
-	set_le32(buf + 40, 4000);
+	fb_put_le32(buf + 40, 4000);
 	fix_header_crc(buf);
 	spill(bad, buf, len);
 	refused_without_allocating(bad, "truncated: 4000 sections");
 	/* Fewer than there are: trailing data. */
-	set_le32(buf + 40, 5);
+	fb_put_le32(buf + 40, 5);
 	fix_header_crc(buf);
 	spill(bad, buf, len);
 	expect_refused(bad, "bytes of trailing data");
-	set_le32(buf + 40, 6);
+	fb_put_le32(buf + 40, 6);
 	fix_header_crc(buf);
 
 	/* Trailing bytes after a good file. */
@@ -490,8 +473,8 @@ static void test_section_order_checked(void **state)
 	buf = slurp(path, &len);
 	/* Section 1 is vcpu 0; claim it is vcpu 5 (with a good CRC). */
 	off = FB_SNAP_HEADER_SIZE + FB_SNAP_SECTION_HEADER_SIZE + 8;
-	assert_int_equal(le32(buf + off), FB_SNAP_SEC_VCPU);
-	set_le32(buf + off + 4, 5);
+	assert_int_equal(fb_le32(buf + off), FB_SNAP_SEC_VCPU);
+	fb_put_le32(buf + off + 4, 5);
 	fix_section_crc(buf, off, 6);
 	spill(bad, buf, len);
 	expect_refused(bad, "section 1 (vcpu) has index 5, expected 0");

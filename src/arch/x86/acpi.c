@@ -6,6 +6,7 @@
 #include "arch/x86/aml.h"
 #include "arch/x86/layout.h"
 #include "util/error.h"
+#include "util/le.h"
 
 #define HDR_LEN 36
 #define RSDP_LEN 36
@@ -36,23 +37,17 @@ uint8_t fb_acpi_sum(const uint8_t *p, size_t len)
 	return sum;
 }
 
-static void put(uint8_t *p, size_t off, uint64_t v, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		p[off + i] = (uint8_t)(v >> (8 * i));
-}
-
 static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 {
 	memcpy(t, sig, 4);
-	put(t, 4, len, 4);
+	fb_put_le32(t + 4, len);
 	t[8] = rev;
 	memcpy(t + 10, "FRKBOX", 6);
 	memcpy(t + 16, "FBOX", 4);    /* OEM table id: FBOX and the signature */
 	memcpy(t + 20, sig, 4);
-	put(t, 24, 1, 4);       /* OEM revision */
+	fb_put_le32(t + 24, 1);  /* OEM revision */
 	memcpy(t + 28, "FBOX", 4);
-	put(t, 32, 1, 4);       /* creator revision */
+	fb_put_le32(t + 32, 1);  /* creator revision */
 }
 
 static void finish(uint8_t *t, uint32_t len)
@@ -67,7 +62,7 @@ static void gas_io(uint8_t *p, size_t off, uint16_t port)
 	p[off + 1] = 8;          /* bit width */
 	p[off + 2] = 0;          /* bit offset */
 	p[off + 3] = GAS_ACCESS_BYTE;
-	put(p, off + 4, port, 8);
+	fb_put_le64(p + off + 4, port);
 }
 
 /* The UARTs must be ACPI devices: on a hardware-reduced platform Linux
@@ -177,8 +172,8 @@ int fb_acpi_build(uint8_t *area, size_t area_len, uint64_t area_gpa,
 
 	t = area + off_madt;
 	header(t, "APIC", (uint32_t)madt_len, 5);
-	put(t, 36, FB_LAPIC_ADDR, 4);
-	put(t, 40, MADT_PCAT_COMPAT, 4);
+	fb_put_le32(t + 36, FB_LAPIC_ADDR);
+	fb_put_le32(t + 40, MADT_PCAT_COMPAT);
 	for (unsigned i = 0; i < cfg->ncpus; i++) {
 		uint8_t *e = t + 44 + 8 * i;
 
@@ -186,7 +181,7 @@ int fb_acpi_build(uint8_t *area, size_t area_len, uint64_t area_gpa,
 		e[1] = 8;
 		e[2] = (uint8_t)i; /* processor UID */
 		e[3] = (uint8_t)i; /* APIC ID */
-		put(e, 4, 1, 4);   /* enabled */
+		fb_put_le32(e + 4, 1); /* enabled */
 	}
 	{
 		uint8_t *e = t + 44 + 8 * cfg->ncpus;
@@ -194,29 +189,29 @@ int fb_acpi_build(uint8_t *area, size_t area_len, uint64_t area_gpa,
 		e[0] = MADT_IOAPIC;
 		e[1] = 12;
 		e[2] = 0;          /* I/O APIC ID */
-		put(e, 4, FB_IOAPIC_ADDR, 4);
-		put(e, 8, 0, 4);   /* GSI base */
+		fb_put_le32(e + 4, FB_IOAPIC_ADDR);
+		fb_put_le32(e + 8, 0); /* GSI base */
 		e += 12;
 		e[0] = MADT_LAPIC_NMI; /* LINT1 of every CPU is NMI */
 		e[1] = 6;
 		e[2] = 0xff;
-		put(e, 3, 0, 2);
+		fb_put_le16(e + 3, 0);
 		e[5] = 1;
 	}
 	finish(t, (uint32_t)madt_len);
 
 	t = area + off_fadt;
 	header(t, "FACP", FADT_LEN, FADT_REVISION);
-	put(t, 40, area_gpa + off_dsdt, 4);
-	put(t, 46, 9, 2);                 /* SCI: unused when hardware-reduced */
-	put(t, 109, IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED |
-	    IAPC_NO_CMOS_RTC, 2);
-	put(t, 112, FADT_F_HW_REDUCED | FADT_F_RESET_REG_SUP |
-	    FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON, 4);
+	fb_put_le32(t + 40, (uint32_t)(area_gpa + off_dsdt));
+	fb_put_le16(t + 46, 9);           /* SCI: unused when hardware-reduced */
+	fb_put_le16(t + 109, IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED |
+		    IAPC_NO_CMOS_RTC);
+	fb_put_le32(t + 112, FADT_F_HW_REDUCED | FADT_F_RESET_REG_SUP |
+		    FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON);
 	gas_io(t, 116, FB_PORT_ACPI_RESET);
 	t[128] = FB_ACPI_RESET_VALUE;
 	t[131] = FADT_MINOR;
-	put(t, 140, area_gpa + off_dsdt, 8);
+	fb_put_le64(t + 140, area_gpa + off_dsdt);
 	gas_io(t, 244, FB_PORT_ACPI_SLEEP_CTL);
 	gas_io(t, 256, FB_PORT_ACPI_SLEEP_STS);
 	memcpy(t + 268, "FORKBOX\0", 8); /* hypervisor vendor identity */
@@ -224,16 +219,16 @@ int fb_acpi_build(uint8_t *area, size_t area_len, uint64_t area_gpa,
 
 	t = area + off_xsdt;
 	header(t, "XSDT", (uint32_t)xsdt_len, 1);
-	put(t, HDR_LEN, area_gpa + off_fadt, 8);
-	put(t, HDR_LEN + 8, area_gpa + off_madt, 8);
+	fb_put_le64(t + HDR_LEN, area_gpa + off_fadt);
+	fb_put_le64(t + HDR_LEN + 8, area_gpa + off_madt);
 	finish(t, (uint32_t)xsdt_len);
 
 	t = area + off_rsdp;
 	memcpy(t, "RSD PTR ", 8);
 	memcpy(t + 9, "FRKBOX", 6);
 	t[15] = 2;                        /* ACPI 2.0+: use the XSDT */
-	put(t, 20, RSDP_LEN, 4);
-	put(t, 24, area_gpa + off_xsdt, 8);
+	fb_put_le32(t + 20, RSDP_LEN);
+	fb_put_le64(t + 24, area_gpa + off_xsdt);
 	t[8] = (uint8_t)-fb_acpi_sum(t, 20);
 	t[32] = (uint8_t)-fb_acpi_sum(t, RSDP_LEN);
 

@@ -9,36 +9,9 @@
 #include "arch/x86/layout.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/le.h"
 
 #define KERNEL_FILE_MAX (128u << 20)
-
-static uint16_t get16(const uint8_t *p, size_t off)
-{
-	return (uint16_t)(p[off] | p[off + 1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p, size_t off)
-{
-	return (uint32_t)get16(p, off) | (uint32_t)get16(p, off + 2) << 16;
-}
-
-static void put16(uint8_t *p, size_t off, uint16_t v)
-{
-	p[off] = (uint8_t)v;
-	p[off + 1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, size_t off, uint32_t v)
-{
-	put16(p, off, (uint16_t)v);
-	put16(p, off + 2, (uint16_t)(v >> 16));
-}
-
-static void put64(uint8_t *p, size_t off, uint64_t v)
-{
-	put32(p, off, (uint32_t)v);
-	put32(p, off + 4, (uint32_t)(v >> 32));
-}
 
 int fb_bzimage_parse(const uint8_t *img, size_t len, struct fb_bzimage *out)
 {
@@ -48,16 +21,16 @@ int fb_bzimage_parse(const uint8_t *img, size_t len, struct fb_bzimage *out)
 	if (len < 0x400)
 		return fb_errorf(-ENOEXEC, "kernel image is %zu bytes, too "
 				 "small to be a bzImage", len);
-	if (get16(img, FB_BP_BOOT_FLAG) != 0xaa55 ||
+	if (fb_le16(img + FB_BP_BOOT_FLAG) != 0xaa55 ||
 	    memcmp(img + FB_BP_HDR_MAGIC, "HdrS", 4) != 0)
 		return fb_errorf(-ENOEXEC, "kernel image is not a bzImage "
 				 "(no HdrS boot header)");
-	out->version = get16(img, FB_BP_VERSION);
+	out->version = fb_le16(img + FB_BP_VERSION);
 	if (out->version < FB_BOOT_MIN_VERSION)
 		return fb_errorf(-ENOEXEC, "kernel boot protocol %u.%02u is "
 				 "older than the 2.12 that forkbox needs",
 				 out->version >> 8, out->version & 0xff);
-	if (!(get16(img, FB_BP_XLOADFLAGS) & FB_XLF_KERNEL_64))
+	if (!(fb_le16(img + FB_BP_XLOADFLAGS) & FB_XLF_KERNEL_64))
 		return fb_errorf(-ENOEXEC, "kernel image has no 64-bit entry "
 				 "point (XLF_KERNEL_64 unset)");
 	if (!(img[FB_BP_LOADFLAGS] & FB_LOADFLAG_LOADED_HIGH))
@@ -74,9 +47,9 @@ int fb_bzimage_parse(const uint8_t *img, size_t len, struct fb_bzimage *out)
 		return fb_errorf(-ENOEXEC, "kernel image is truncated or its "
 				 "setup header is malformed");
 	out->kernel_size = (uint32_t)(len - out->setup_size);
-	out->initrd_addr_max = get32(img, FB_BP_INITRD_ADDR_MAX);
-	out->cmdline_size = get32(img, FB_BP_CMDLINE_SIZE);
-	out->init_size = get32(img, FB_BP_INIT_SIZE);
+	out->initrd_addr_max = fb_le32(img + FB_BP_INITRD_ADDR_MAX);
+	out->cmdline_size = fb_le32(img + FB_BP_CMDLINE_SIZE);
+	out->init_size = fb_le32(img + FB_BP_INIT_SIZE);
 	if (out->init_size < out->kernel_size)
 		out->init_size = out->kernel_size;
 	return 0;
@@ -116,11 +89,11 @@ int fb_zero_page_fill(uint8_t *zp, const uint8_t *img,
 	memcpy(zp + FB_BP_HDR, img + FB_BP_HDR, bz->hdr_end - FB_BP_HDR);
 	zp[FB_BP_TYPE_OF_LOADER] = 0xff; /* undefined boot loader */
 	zp[FB_BP_LOADFLAGS] |= FB_LOADFLAG_CAN_USE_HEAP;
-	put16(zp, FB_BP_HEAP_END_PTR, 0xfe00);
-	put32(zp, FB_BP_CMD_LINE_PTR, (uint32_t)a->cmdline_addr);
-	put32(zp, FB_BP_RAMDISK_IMAGE, (uint32_t)a->initrd_addr);
-	put32(zp, FB_BP_RAMDISK_SIZE, (uint32_t)a->initrd_size);
-	put64(zp, FB_BP_ACPI_RSDP, a->rsdp_addr);
+	fb_put_le16(zp + FB_BP_HEAP_END_PTR, 0xfe00);
+	fb_put_le32(zp + FB_BP_CMD_LINE_PTR, (uint32_t)a->cmdline_addr);
+	fb_put_le32(zp + FB_BP_RAMDISK_IMAGE, (uint32_t)a->initrd_addr);
+	fb_put_le32(zp + FB_BP_RAMDISK_SIZE, (uint32_t)a->initrd_size);
+	fb_put_le64(zp + FB_BP_ACPI_RSDP, a->rsdp_addr);
 	zp[FB_BP_E820_ENTRIES] = (uint8_t)a->e820_entries;
 	memcpy(zp + FB_BP_E820_TABLE, a->e820,
 	       sizeof(a->e820[0]) * (size_t)a->e820_entries);

@@ -6,6 +6,7 @@
 
 #include "arch/x86/elf.h"
 #include "util/error.h"
+#include "util/le.h"
 
 /* Offsets and values of the ELF64 format (the System V ABI). */
 #define EHDR_SIZE 64
@@ -30,22 +31,6 @@
 #define PT_NOTE 4
 #define NHDR_SIZE 12
 
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
 bool fb_elf_is_elf(const uint8_t *p, size_t len)
 {
 	return len >= 4 && !memcmp(p, "\x7f" "ELF", 4);
@@ -68,11 +53,12 @@ static int check_ehdr(const uint8_t *h, size_t len, uint64_t file_size)
 		return fb_errorf(-ENOEXEC, "not a little-endian ELF64 file "
 				 "(class %u, data %u, version %u)", h[4], h[5],
 				 h[6]);
-	if (get16(h + EH_TYPE) != ET_EXEC ||
-	    get16(h + EH_MACHINE) != EM_X86_64 || get32(h + EH_VERSION) != 1)
+	if (fb_le16(h + EH_TYPE) != ET_EXEC ||
+	    fb_le16(h + EH_MACHINE) != EM_X86_64 ||
+	    fb_le32(h + EH_VERSION) != 1)
 		return fb_errorf(-ENOEXEC, "not an x86-64 executable ELF "
-				 "(type %u, machine %u)", get16(h + EH_TYPE),
-				 get16(h + EH_MACHINE));
+				 "(type %u, machine %u)", fb_le16(h + EH_TYPE),
+				 fb_le16(h + EH_MACHINE));
 	return 0;
 }
 
@@ -114,8 +100,9 @@ static int add_load(struct fb_elf_kernel *k, const struct fb_elf_load *l,
 static int add_phdr(struct fb_elf_kernel *k, const uint8_t *ph,
 		    uint64_t file_size, unsigned i)
 {
-	uint32_t type = get32(ph + PH_TYPE);
-	uint64_t offset = get64(ph + PH_OFFSET), filesz = get64(ph + PH_FILESZ);
+	uint32_t type = fb_le32(ph + PH_TYPE);
+	uint64_t offset = fb_le64(ph + PH_OFFSET);
+	uint64_t filesz = fb_le64(ph + PH_FILESZ);
 
 	if (type != PT_LOAD && type != PT_NOTE)
 		return 0;
@@ -128,8 +115,8 @@ static int add_phdr(struct fb_elf_kernel *k, const uint8_t *ph,
 	if (type == PT_LOAD) {
 		struct fb_elf_load l = {
 			.offset = offset, .filesz = filesz,
-			.paddr = get64(ph + PH_PADDR),
-			.memsz = get64(ph + PH_MEMSZ),
+			.paddr = fb_le64(ph + PH_PADDR),
+			.memsz = fb_le64(ph + PH_MEMSZ),
 		};
 
 		/* An empty segment loads nothing. */
@@ -143,7 +130,7 @@ static int add_phdr(struct fb_elf_kernel *k, const uint8_t *ph,
 		return fb_errorf(-ENOEXEC, "more than %d PT_NOTE segments",
 				 FB_ELF_MAX_NOTES);
 	k->note[k->nr_note++] = (struct fb_elf_note){
-		offset, filesz, get64(ph + PH_ALIGN) == 8 ? 8 : 4 };
+		offset, filesz, fb_le64(ph + PH_ALIGN) == 8 ? 8 : 4 };
 	return 0;
 }
 
@@ -160,11 +147,11 @@ int fb_elf_parse(const uint8_t *head, size_t head_len, uint64_t file_size,
 	err = check_ehdr(head, head_len, file_size);
 	if (err < 0)
 		return err;
-	phoff = get64(head + EH_PHOFF);
-	phnum = get16(head + EH_PHNUM);
-	if (get16(head + EH_PHENTSIZE) != PHDR_SIZE)
+	phoff = fb_le64(head + EH_PHOFF);
+	phnum = fb_le16(head + EH_PHNUM);
+	if (fb_le16(head + EH_PHENTSIZE) != PHDR_SIZE)
 		return fb_errorf(-ENOEXEC, "program header size %u, not %u",
-				 get16(head + EH_PHENTSIZE), PHDR_SIZE);
+				 fb_le16(head + EH_PHENTSIZE), PHDR_SIZE);
 	if (phnum < 1 || phnum > FB_ELF_MAX_PHDRS)
 		return fb_errorf(-ENOEXEC, "%u program headers (1 to %d)",
 				 phnum, FB_ELF_MAX_PHDRS);
@@ -197,12 +184,12 @@ static int pvh_entry(const uint8_t *desc, uint64_t descsz, uint32_t *entry)
 	if (descsz != 4 && descsz != 8)
 		return fb_errorf(-ENOEXEC, "PVH entry note of %llu bytes (4 "
 				 "or 8)", (unsigned long long)descsz);
-	if (descsz == 8 && get32(desc + 4))
+	if (descsz == 8 && fb_le32(desc + 4))
 		return fb_errorf(-ENOEXEC, "PVH entry 0x%llx is above 4 GiB",
-				 (unsigned long long)get64(desc));
-	if (!get32(desc))
+				 (unsigned long long)fb_le64(desc));
+	if (!fb_le32(desc))
 		return fb_errorf(-ENOEXEC, "PVH entry note holds address 0");
-	*entry = get32(desc);
+	*entry = fb_le32(desc);
 	return 0;
 }
 
@@ -215,8 +202,8 @@ int fb_elf_find_pvh(const uint8_t *notes, size_t len, uint64_t align,
 	 * next note at offsets rounded up to the segment's alignment. */
 	while (len - at >= NHDR_SIZE) {
 		const uint8_t *n = notes + at;
-		uint64_t namesz = get32(n), descsz = get32(n + 4);
-		uint32_t type = get32(n + 8);
+		uint64_t namesz = fb_le32(n), descsz = fb_le32(n + 4);
+		uint32_t type = fb_le32(n + 8);
 		uint64_t rest = len - at;
 		/* Sizes are 32-bit: these sums cannot overflow 64 bits. */
 		uint64_t desc_off = pad(NHDR_SIZE + namesz, align);

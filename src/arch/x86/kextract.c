@@ -15,23 +15,18 @@
 #include "arch/x86/kernel.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/le.h"
 
 #define VMLINUX_MAX (512u << 20)       /* Debian's is 51 MiB */
 #define LZ4_LEGACY_MAGIC 0x184c2102u
 #define LZ4_LEGACY_BLOCK (8u << 20)    /* what each block holds at most */
 
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 int fb_bzimage_payload(const uint8_t *img, size_t len,
 		       const struct fb_bzimage *bz, const uint8_t **payload,
 		       size_t *payload_len)
 {
-	uint32_t off = get32(img + FB_BP_PAYLOAD_OFFSET);
-	uint32_t plen = get32(img + FB_BP_PAYLOAD_LENGTH);
+	uint32_t off = fb_le32(img + FB_BP_PAYLOAD_OFFSET);
+	uint32_t plen = fb_le32(img + FB_BP_PAYLOAD_LENGTH);
 
 	/* fb_bzimage_parse checked that the header reaches 0x268 and the
 	 * kernel follows the setup in the file. */
@@ -52,11 +47,11 @@ int fb_lz4_legacy_decode(const uint8_t *src, size_t len, size_t max,
 	size_t at = 4, pos = 0, total;
 	uint8_t *dst;
 
-	if (len < 12 || get32(src) != LZ4_LEGACY_MAGIC)
+	if (len < 12 || fb_le32(src) != LZ4_LEGACY_MAGIC)
 		return fb_errorf(-ENOEXEC, "not an LZ4 legacy stream");
 	/* The kernel's build appends the uncompressed size (size_append):
 	 * the output's exact size, known before anything is decoded. */
-	total = get32(src + len - 4);
+	total = fb_le32(src + len - 4);
 	if (!total || total > max)
 		return fb_errorf(-ENOEXEC, "LZ4 stream says it holds %zu bytes "
 				 "(1 to %zu)", total, max);
@@ -71,7 +66,7 @@ int fb_lz4_legacy_decode(const uint8_t *src, size_t len, size_t max,
 
 		if (len - at < 4)
 			goto corrupt;
-		csize = get32(src + at);
+		csize = fb_le32(src + at);
 		at += 4;
 		/* Streams may be concatenated, each with its magic. */
 		if (csize == LZ4_LEGACY_MAGIC)
@@ -115,7 +110,7 @@ static int extract(const uint8_t *img, size_t len, const char *out_path,
 		err = fb_bzimage_payload(img, len, &bz, &payload, &plen);
 	if (err < 0)
 		return err;
-	if (get32(payload) != LZ4_LEGACY_MAGIC)
+	if (fb_le32(payload) != LZ4_LEGACY_MAGIC)
 		return fb_errorf(-ENOEXEC, "its payload is not LZ4-compressed "
 				 "(magic %02x %02x %02x %02x); forkbox "
 				 "unpacks LZ4 only", payload[0], payload[1],

@@ -29,6 +29,7 @@
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/worker.h"
 #include "util/error.h"
+#include "util/le.h"
 
 /* Wire format (virtio 1.2, 5.5; linux/virtio_balloon.h). */
 #define BALLOON_F_STATS_VQ (1ull << 1)
@@ -291,15 +292,11 @@ static void parse_stats(struct fb_balloon *b, const struct fb_vq_chain *c)
 
 	for (size_t off = 0; off + STAT_ENTRY_SIZE <= got;
 	     off += STAT_ENTRY_SIZE) {
-		uint16_t tag;
-		uint64_t val;
+		uint16_t tag = fb_le16(buf + off);
 
-		memcpy(&tag, buf + off, sizeof(tag));
-		memcpy(&val, buf + off + 2, sizeof(val));
-		tag = le16toh(tag);
 		if (tag >= FB_BALLOON_S_NR)
 			continue;
-		b->stats[tag] = le64toh(val);
+		b->stats[tag] = fb_le64(buf + off + 2);
 		b->stats_valid |= 1u << tag;
 	}
 	b->stats_seq++;
@@ -419,12 +416,13 @@ static void balloon_config_read(struct fb_virtio_device *d, uint32_t off,
 				uint8_t *data, unsigned len)
 {
 	struct fb_balloon *b = d->priv;
-	uint32_t cfg[2] = {
-		htole32(__atomic_load_n(&b->num_pages, __ATOMIC_SEQ_CST)),
-		htole32(__atomic_load_n(&b->actual, __ATOMIC_SEQ_CST)),
-	};
+	uint8_t cfg[BALLOON_CONFIG_LEN];
 
-	memcpy(data, (uint8_t *)cfg + off, len);
+	fb_put_le32(cfg + CFG_NUM_PAGES,
+		    __atomic_load_n(&b->num_pages, __ATOMIC_SEQ_CST));
+	fb_put_le32(cfg + CFG_ACTUAL,
+		    __atomic_load_n(&b->actual, __ATOMIC_SEQ_CST));
+	memcpy(data, cfg + off, len);
 }
 
 /* The driver writes actual (any width: a byte at a time would do); num
@@ -433,14 +431,13 @@ static void balloon_config_write(struct fb_virtio_device *d, uint32_t off,
 				 const uint8_t *data, unsigned len)
 {
 	struct fb_balloon *b = d->priv;
-	uint32_t actual = htole32(__atomic_load_n(&b->actual,
-						  __ATOMIC_SEQ_CST));
-	uint8_t *bytes = (uint8_t *)&actual;
+	uint8_t bytes[4];
 
+	fb_put_le32(bytes, __atomic_load_n(&b->actual, __ATOMIC_SEQ_CST));
 	for (unsigned i = 0; i < len; i++)
 		if (off + i >= CFG_ACTUAL && off + i < CFG_ACTUAL + 4)
 			bytes[off + i - CFG_ACTUAL] = data[i];
-	__atomic_store_n(&b->actual, le32toh(actual), __ATOMIC_SEQ_CST);
+	__atomic_store_n(&b->actual, fb_le32(bytes), __ATOMIC_SEQ_CST);
 }
 
 /* Which queue is what, from the features the driver took (see the top of

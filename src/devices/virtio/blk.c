@@ -13,6 +13,7 @@
 #include "devices/virtio/worker.h"
 #include "disk/disk.h"
 #include "util/error.h"
+#include "util/le.h"
 
 /* Wire format (virtio 1.2, 5.2.6; linux/virtio_blk.h). */
 #define BLK_F_SEG_MAX (1ull << 2)
@@ -45,21 +46,6 @@ struct fb_blk {
 	bool io_error_logged;
 	struct fb_worker worker;
 };
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 /* A host-side failure is the guest's I/O error, not the VMM's end; the
  * first one goes to the log so that a full host disk is not a mystery. */
@@ -128,8 +114,8 @@ static int serve_one(struct fb_blk *b, const struct fb_vq_chain *c)
 		return fb_errorf(-EINVAL, "request without a 16-byte header");
 	if (c->out_len < 1)
 		return fb_errorf(-EINVAL, "request without a status byte");
-	type = get_le32(hdr);
-	sector = get_le64(hdr + 8);
+	type = fb_le32(hdr);
+	sector = fb_le64(hdr + 8);
 	switch (type) {
 	case BLK_T_IN:
 	case BLK_T_OUT:
@@ -198,10 +184,8 @@ static void blk_config_read(struct fb_virtio_device *d, uint32_t off,
 	uint64_t sectors = b->disk->size / FB_DISK_SECTOR;
 	uint32_t seg_max = BLK_SEG_MAX;
 
-	for (int i = 0; i < 8; i++)
-		cfg[i] = (uint8_t)(sectors >> (8 * i));
-	for (int i = 0; i < 4; i++)
-		cfg[12 + i] = (uint8_t)(seg_max >> (8 * i));
+	fb_put_le64(cfg, sectors);
+	fb_put_le32(cfg + 12, seg_max);
 	memcpy(data, cfg + off, len);
 }
 

@@ -16,6 +16,7 @@
 
 #include "devices/virtio/vsock_priv.h"
 #include "util/error.h"
+#include "util/le.h"
 
 uint64_t vsock_now_ms(void)
 {
@@ -304,13 +305,13 @@ static void vsock_config_read(struct fb_virtio_device *d, uint32_t off,
 			      uint8_t *data, unsigned len)
 {
 	struct fb_vsock *v = d->priv;
-	uint64_t cid;
+	uint8_t cid[8];
 
 	if (!v)
 		return;
 	/* The transport checked off + len <= config_len (8). */
-	cid = htole64(v->guest_cid);
-	memcpy(data, (const uint8_t *)&cid + off, len);
+	fb_put_le64(cid, v->guest_cid);
+	memcpy(data, cid + off, len);
 }
 
 static void vsock_config_write(struct fb_virtio_device *d, uint32_t off,
