@@ -22,6 +22,12 @@
  * process of its own, one per connection. Does not close fd. */
 int fb_agent_serve(int fd);
 
+/* The re-stamp port's server, in PID 1: HELLO, one request, which must
+ * be REINJECT (anything else is answered with ERROR). Spawns nothing and
+ * leaves the process's signals alone; fd should have send and receive
+ * timeouts, since the caller waits meanwhile. */
+int fb_agent_serve_restamp(int fd);
+
 /* ---- wire helpers of the serving side (agent_serve_wire.c) ------------ */
 
 struct fbg_msg {

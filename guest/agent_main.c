@@ -3,8 +3,8 @@
  * FB_AGENT_PORT, tell the host we are ready (and when each step was
  * done: BOOT_TIMES), then
  * accept connections forever, each served by fb_agent_serve() in a child
- * process of its own, and reap every child (orphans included) from a
- * signalfd. Nothing here waits on a timer: poll wakes on a connection or a
+ * process of its own (but the re-stamp port's, served here), and reap
+ * every child (orphans included) from a signalfd. Nothing here waits on a timer: poll wakes on a connection or a
  * SIGCHLD. */
 #include <errno.h>
 #include <linux/vm_sockets.h>
@@ -17,6 +17,7 @@
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,8 +25,12 @@
 
 #define MODULES_DIR "/lib/modules"
 #define LISTEN_BACKLOG 128
+/* The host sends its REINJECT right after connecting: a peer that stalls
+ * longer holds up PID 1's loop no more than this. */
+#define RESTAMP_IO_TIMEOUT_S 2
 
 static int log_fd = -1;
+static int restamp_fd = -1; /* a server child has no use for it */
 
 void fbg_log(const char *fmt, ...)
 {
@@ -55,12 +60,12 @@ static void __attribute__((noreturn)) give_up(void)
 		pause();
 }
 
-static int vsock_listen(void)
+static int vsock_listen(unsigned port)
 {
 	struct sockaddr_vm addr = {
 		.svm_family = AF_VSOCK,
 		.svm_cid = VMADDR_CID_ANY,
-		.svm_port = FB_AGENT_PORT,
+		.svm_port = port,
 	};
 	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
@@ -71,7 +76,7 @@ static int vsock_listen(void)
 	}
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    listen(fd, LISTEN_BACKLOG) < 0) {
-		fbg_log("listen on vsock port %u: %s", FB_AGENT_PORT, strerror(errno));
+		fbg_log("listen on vsock port %u: %s", port, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -108,6 +113,8 @@ static void serve_child(int conn, int listen_fd, int sig_fd)
 
 	close(listen_fd);
 	close(sig_fd);
+	if (restamp_fd >= 0)
+		close(restamp_fd);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	_exit(fb_agent_serve(conn) < 0 ? 1 : 0);
@@ -136,6 +143,31 @@ static void accept_all(int listen_fd, int sig_fd)
 	}
 }
 
+/* Re-stamps, served here: no fork (whose copy-on-write faults a just-
+ * forked guest would pay first thing), bounded by socket timeouts. */
+static void restamp_all(void)
+{
+	const struct timeval tv = { .tv_sec = RESTAMP_IO_TIMEOUT_S };
+
+	for (;;) {
+		int conn = accept4(restamp_fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (conn < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				fbg_log("accept on port %u: %s",
+					FB_AGENT_RESTAMP_PORT, strerror(errno));
+			return;
+		}
+		setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (fb_agent_serve_restamp(conn) < 0)
+			fbg_log("re-stamp connection failed");
+		close(conn);
+	}
+}
+
 static void reap_all(int sig_fd)
 {
 	struct signalfd_siginfo si;
@@ -149,7 +181,7 @@ static void reap_all(int sig_fd)
 void fb_agent_run(int console_fd, const char *root_dev,
 		  uint64_t boot_ns[FB_AGENT_BOOT_MARKS])
 {
-	struct pollfd p[2];
+	struct pollfd p[3];
 	sigset_t chld;
 	int listen_fd, sig_fd;
 
@@ -161,9 +193,12 @@ void fb_agent_run(int console_fd, const char *root_dev,
 			give_up();
 		boot_ns[FB_AGENT_BOOT_ROOT] = fbg_boottime_ns();
 	}
-	listen_fd = vsock_listen();
+	listen_fd = vsock_listen(FB_AGENT_PORT);
 	if (listen_fd < 0)
 		give_up();
+	/* Without it the host re-stamps through FB_AGENT_PORT: slower,
+	 * not broken. */
+	restamp_fd = vsock_listen(FB_AGENT_RESTAMP_PORT);
 	/* PID 1 blocked SIGCHLD at start, so no exit is lost before this. */
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
@@ -178,14 +213,18 @@ void fb_agent_run(int console_fd, const char *root_dev,
 
 	p[0] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
+	/* poll skips a negative fd. */
+	p[2] = (struct pollfd){ .fd = restamp_fd, .events = POLLIN };
 	for (;;) {
-		if (poll(p, 2, -1) < 0) {
+		if (poll(p, 3, -1) < 0) {
 			if (errno != EINTR)
 				fbg_log("poll: %s", strerror(errno));
 			continue;
 		}
 		if (p[1].revents)
 			reap_all(sig_fd);
+		if (p[2].revents)
+			restamp_all();
 		if (p[0].revents)
 			accept_all(listen_fd, sig_fd);
 	}

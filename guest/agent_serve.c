@@ -1,9 +1,11 @@
 /* One connection, one request: HELLO, read the request, dispatch. The
  * host opens a new vsock connection for every exec or file operation, so
  * concurrency comes from many connections, each in a process of its own,
- * and a request that crashes takes nothing else down. */
+ * and a request that crashes takes nothing else down. The one exception
+ * is the re-stamp port, which PID 1 serves itself (agent_main.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,17 +26,11 @@ static void ensure_stdio(void)
 	}
 }
 
-int fb_agent_serve(int fd)
+/* HELLO, then one request; reinject_only refuses all but REINJECT. */
+static int serve_one(int fd, bool reinject_only)
 {
 	struct fbg_msg req;
 	int ret;
-
-	/* A command that closes its stdin must not kill us on our next
-	 * write to its pipe; the socket uses MSG_NOSIGNAL already. */
-	signal(SIGPIPE, SIG_IGN);
-	ensure_stdio();
-	/* The command we spawn must not inherit the connection. */
-	fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
 
 	ret = fbg_send_hello(fd);
 	if (ret)
@@ -51,6 +47,13 @@ int fb_agent_serve(int fd)
 	}
 	if (ret)
 		return ret;
+	if (reinject_only && req.type != FB_AGENT_REINJECT) {
+		ret = fbg_send_error(fd, EPROTO, "port %u serves only REINJECT, "
+				     "not message type 0x%x",
+				     FB_AGENT_RESTAMP_PORT, req.type);
+		fbg_msg_free(&req);
+		return ret;
+	}
 
 	switch (req.type) {
 	case FB_AGENT_EXEC:
@@ -78,4 +81,20 @@ int fb_agent_serve(int fd)
 	}
 	fbg_msg_free(&req);
 	return ret;
+}
+
+int fb_agent_serve(int fd)
+{
+	/* A command that closes its stdin must not kill us on our next
+	 * write to its pipe; the socket uses MSG_NOSIGNAL already. */
+	signal(SIGPIPE, SIG_IGN);
+	ensure_stdio();
+	/* The command we spawn must not inherit the connection. */
+	fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+	return serve_one(fd, false);
+}
+
+int fb_agent_serve_restamp(int fd)
+{
+	return serve_one(fd, true);
 }

@@ -28,6 +28,11 @@
 #define FB_AGENT_VERSION 1u     /* bumped on any incompatible change */
 #define FB_AGENT_PORT 1024u     /* the agent listens here (any CID) */
 #define FB_AGENT_READY_PORT 1025u /* the agent dials the host (CID 2) here */
+/* REINJECT only, served by PID 1 itself rather than a forked server: a
+ * fork in a just-forked guest copies on write what the fork path waits
+ * for. Hosts fall back to FB_AGENT_PORT when nothing listens here (an
+ * agent from before it, in an old snapshot). */
+#define FB_AGENT_RESTAMP_PORT 1026u
 #define FB_AGENT_HOST_CID 2u
 
 /* ---- caps ------------------------------------------------------------- */

@@ -8,19 +8,26 @@
 #include <unistd.h>
 
 #include "agent/wire.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)fb_now_ms();
 }
 
 int64_t fba_deadline(int timeout_ms)
 {
 	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+int fba_ms_left(int64_t deadline)
+{
+	int64_t left = deadline - now_ms();
+
+	if (deadline < 0)
+		return -1;
+	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
 int fba_wait(int fd, short events, int64_t deadline)

@@ -25,6 +25,8 @@ struct fba_reader {
 
 /* A deadline in CLOCK_MONOTONIC ms from a timeout (< 0: none, -1). */
 int64_t fba_deadline(int timeout_ms);
+/* The timeout left until a deadline: -1 for none, else >= 0. */
+int fba_ms_left(int64_t deadline);
 /* The agent's HELLO on fd (dial.c), its version checked. */
 struct fb_agent_hello;
 int fba_read_hello(int fd, int64_t deadline, struct fb_agent_hello *out);

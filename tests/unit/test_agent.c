@@ -86,6 +86,9 @@ struct server {
 	struct fb_agent_hello hello;
 };
 
+/* The next servers are PID 1's re-stamp server, not a forked one. */
+static bool serve_restamp;
+
 /* A server process on one end of a socketpair; with handshake, the HELLO
  * is read on the other end before returning. */
 static void start_server_raw(struct server *s)
@@ -102,7 +105,8 @@ static void start_server_raw(struct server *s)
 		 * test's stdin pipe would keep it from ever reaching EOF. */
 		close_range(3, (unsigned)sv[1] - 1, 0);
 		close_range((unsigned)sv[1] + 1, ~0u, 0);
-		ret = fb_agent_serve(sv[1]);
+		ret = serve_restamp ? fb_agent_serve_restamp(sv[1]) :
+				      fb_agent_serve(sv[1]);
 		close(sv[1]);
 		exit(ret < 0 ? 1 : 0); /* exit, not _exit: LSan checks the server */
 	}
@@ -954,6 +958,21 @@ static void test_reinject(void **state)
 	start_server(&s);
 	assert_int_equal(fb_agent_reinject(s.fd, &ri, &done, HELLO_MS), -EINVAL);
 	stop_server(&s);
+
+	/* The re-stamp port's server: REINJECT, and nothing else. */
+	serve_restamp = true;
+	memset(rec, 0, sizeof(*rec));
+	ri.box_id = "box-43";
+	start_server(&s);
+	assert_int_equal(fb_agent_reinject(s.fd, &ri, &done, HELLO_MS), 0);
+	assert_int_equal(stop_server(&s), 0);
+	assert_string_equal(rec->box_id, "box-43");
+	start_server(&s);
+	assert_int_equal(fb_agent_stat(s.fd, "/", &(struct fb_agent_stat){ 0 },
+				       HELLO_MS), -EPROTO);
+	assert_non_null(strstr(fb_last_error(), "only REINJECT"));
+	assert_int_equal(stop_server(&s), 0);
+	serve_restamp = false;
 }
 
 /* ---- dialing ---------------------------------------------------------- */
@@ -997,6 +1016,49 @@ static void test_dial_and_ready(void **state)
 	close(fd);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(lfd);
+
+	/* A re-stamp dial: the re-stamp port first; refused there (an
+	 * agent from before it), the agent's port. */
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", uds);
+	unlink(uds);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (int tries = 0; tries < 2; tries++) {
+			c = accept(lfd, NULL, NULL);
+			n = 0;
+			while (n < sizeof(line) - 1 &&
+			       read(c, line + n, 1) == 1 && line[n] != '\n')
+				n++;
+			line[n] = '\0';
+			if (!strcmp(line, "CONNECT 1026")) {
+				close(c); /* nothing listens: refused */
+				continue;
+			}
+			if (strcmp(line, "CONNECT 1024") ||
+			    write(c, "OK 1073741824\n", 14) != 14)
+				exit(2);
+			exit(fb_agent_serve(c) < 0);
+		}
+		exit(3);
+	}
+	{
+		struct fb_agent_reinject ri = { .box_id = "box-44" };
+		struct fb_agent_dial_times t = { 0 };
+
+		memset(rec, 0, sizeof(*rec));
+		if (fb_agent_dial_reinject(uds, &ri, NULL, &t, HELLO_MS) != 0)
+			fail_msg("dial_reinject: %s", fb_last_error());
+		assert_true(t.connected_ms <= t.hello_ms &&
+			    t.hello_ms <= t.done_ms);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_string_equal(rec->box_id, "box-44");
 	close(lfd);
 
 	/* Nothing listening behind the socket: a clear refusal. */
