@@ -5,6 +5,7 @@
  * them while it runs; later forks copy the pages written since the one
  * before. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -137,7 +138,7 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 {
 	struct fb_mem_precopy pc = { .fd = -1 };
 	bool live;
-	double t0;
+	double t0, t_state = 0, t_mem = 0, t_disk = 0;
 	int err;
 
 	memset(t, 0, sizeof(*t));
@@ -167,12 +168,15 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 	if (err < 0)
 		goto fail;
 	err = write_state(b, t->state_fd);
+	t_state = fb_now_ms();
 	if (!err)
 		err = live ? commit_precopy(b, &pc) : freeze(b);
+	t_mem = fb_now_ms();
 	/* The disk with the memory: the children's tops go over this. */
 	if (!err)
 		err = fb_box_vm_freeze_root(b, t->disk_frozen,
 					    sizeof(t->disk_frozen));
+	t_disk = fb_now_ms();
 	/* The next fork's layer: what is written from now on. */
 	if (!err)
 		err = fb_vm_dirty_start(b->vm);
@@ -180,6 +184,12 @@ int fb_box_vm_fork(struct fb_box_vm *b, struct fb_fork_template *t)
 	t->paused_ms = fb_now_ms() - t0;
 	if (err < 0)
 		goto fail;
+	/* Where a fork's pause goes, in the parent's vmm.log. */
+	fprintf(stderr, "forkbox vmm: fork: paused %.1f ms: state %.1f, "
+		"memory %.1f (%s), disk %.1f, dirty log %.1f\n", t->paused_ms,
+		t_state - t0, t_mem - t_state, live ? "the pages written "
+		"during the copy" : "the pages written since", t_disk - t_mem,
+		t0 + t->paused_ms - t_disk);
 	/* The dirty log now counts from the fork, not from a snapshot. */
 	b->last_snapshot[0] = '\0';
 	t->runs = fb_mem_layers_runs(&b->layers);

@@ -129,7 +129,8 @@ static int walk_chain(struct fb_virtqueue *vq, uint16_t head,
 			host = ring_ptr(vq, d.addr, d.len);
 			/* The device may write it: a diff snapshot must
 			 * carry it, and KVM's dirty log cannot see us. */
-			if (host && (d.flags & VIRTQ_DESC_F_WRITE))
+			if (host && (d.flags & VIRTQ_DESC_F_WRITE) &&
+			    !vq->writes_nothing)
 				fb_guest_mem_mark_dirty(vq->mem, d.addr, d.len);
 			if (!host)
 				return fb_errorf(-EFAULT, "buffer at 0x%llx+%u "

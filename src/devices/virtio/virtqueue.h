@@ -32,6 +32,9 @@ struct fb_virtqueue {
 	uint16_t last_avail; /* next avail entry to take */
 	uint16_t used_idx;   /* next used entry to fill */
 	const struct fb_guest_mem *mem;
+	/* Set by the device: it never writes this queue's device-writable
+	 * buffers (free page reporting's), so they are not marked dirty. */
+	bool writes_nothing;
 };
 
 /* One descriptor chain, mapped: the device-readable segments first, then
