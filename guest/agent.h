@@ -91,7 +91,7 @@ int fbg_out_flush(int fd, struct fbg_out *o);
 int fbg_out_flush_all(int fd, struct fbg_out *o);
 
 /* Waits in poll until fd has one of events; 0 or -errno. */
-int fbg_wait(int fd, short events);
+int fbg_wait(int fd, short events); /* -ETIMEDOUT past SO_RCV/SNDTIMEO */
 /* write(2) until all of buf is written (EINTR retried); 0 or -errno. */
 int fbg_write_all(int fd, const void *buf, size_t len);
 

@@ -12,22 +12,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 
+/* How long a wait on fd may take: its SO_RCVTIMEO (POLLIN) or
+ * SO_SNDTIMEO (POLLOUT), which PID 1 sets on a re-stamp connection so
+ * that a peer that stalls cannot hold it; -1 (no limit) when unset, and
+ * for pipes. Our reads and writes never block, so the socket options
+ * bound nothing by themselves. */
+static int wait_limit_ms(int fd, short events)
+{
+	struct timeval tv = { 0 };
+	socklen_t len = sizeof(tv);
+
+	if (getsockopt(fd, SOL_SOCKET, events & POLLIN ? SO_RCVTIMEO :
+		       SO_SNDTIMEO, &tv, &len) < 0 ||
+	    (tv.tv_sec == 0 && tv.tv_usec == 0))
+		return -1;
+	return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
 int fbg_wait(int fd, short events)
 {
 	struct pollfd p = { .fd = fd, .events = events };
+	int limit = wait_limit_ms(fd, events);
 
 	for (;;) {
-		int n = poll(&p, 1, -1);
+		int n = poll(&p, 1, limit);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
+		if (n == 0)
+			return -ETIMEDOUT;
 		return 0; /* POLLHUP/POLLERR: the next call reports it */
 	}
 }

@@ -5,6 +5,7 @@
  * the recording stand-ins below, never to the real syscalls. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -105,6 +107,14 @@ static void start_server_raw(struct server *s)
 		 * test's stdin pipe would keep it from ever reaching EOF. */
 		close_range(3, (unsigned)sv[1] - 1, 0);
 		close_range((unsigned)sv[1] + 1, ~0u, 0);
+		if (serve_restamp) { /* as PID 1 sets them, but shorter */
+			struct timeval tv = { .tv_usec = 200000 };
+
+			setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv,
+				   sizeof(tv));
+			setsockopt(sv[1], SOL_SOCKET, SO_SNDTIMEO, &tv,
+				   sizeof(tv));
+		}
 		ret = serve_restamp ? fb_agent_serve_restamp(sv[1]) :
 				      fb_agent_serve(sv[1]);
 		close(sv[1]);
@@ -972,6 +982,17 @@ static void test_reinject(void **state)
 				       HELLO_MS), -EPROTO);
 	assert_non_null(strstr(fb_last_error(), "only REINJECT"));
 	assert_int_equal(stop_server(&s), 0);
+	/* A peer that connects and says nothing does not hold PID 1: the
+	 * server gives up at its socket's timeout and closes. */
+	start_server(&s);
+	{
+		struct pollfd p = { .fd = s.fd, .events = POLLIN };
+		char c;
+
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		assert_int_equal(read(s.fd, &c, 1), 0);
+	}
+	assert_int_equal(stop_server(&s), 1);
 	serve_restamp = false;
 }
 
