@@ -4,8 +4,8 @@
  * done: BOOT_TIMES), then
  * accept connections forever, each served by fb_agent_serve() in a child
  * process of its own (but the re-stamp port's, served here), and reap
- * every child (orphans included) from a signalfd. Nothing here waits on a timer: poll wakes on a connection or a
- * SIGCHLD. */
+ * every child (orphans included) from a signalfd. Nothing here waits on
+ * a timer: poll wakes on a connection or a SIGCHLD. */
 #include <errno.h>
 #include <linux/vm_sockets.h>
 #include <poll.h>
