@@ -5,7 +5,10 @@
 
 #include "agent/client.h"
 
-#define FB_BOX_DIAL_TIMEOUT_MS 10000
+/* For the guest to take a connection and say HELLO: as long as the
+ * vsock device waits for a guest's answer (a guest on a loaded host, or
+ * in the emulated lab with a dozen others, has taken over 10 s). */
+#define FB_BOX_DIAL_TIMEOUT_MS 30000
 
 /* Runs req in the box behind uds; *status is docker style. */
 int fb_box_exec(const char *uds, const struct fb_agent_exec_req *req,

@@ -66,7 +66,7 @@ int fb_exec_in_box(const char *cmd, const char *uds,
 		.signal_fd = -1,
 	};
 	struct sigaction sa = { .sa_handler = forward_signal };
-	int pipefd[2], status = 0, err;
+	int pipefd[2], status = -1, err;
 
 	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) == 0) {
 		req.signal_fd = pipefd[0];
@@ -86,7 +86,9 @@ int fb_exec_in_box(const char *cmd, const char *uds,
 		close(pipefd[0]);
 		close(pipefd[1]);
 	}
-	if (err == -ETIMEDOUT) {
+	/* 124 only for the agent's kill at --timeout (which sets a status):
+	 * a dial or HELLO that timed out is an error of ours. */
+	if (err == -ETIMEDOUT && o->timeout_s && status >= 0) {
 		fprintf(stderr, "forkbox %s: the command ran past --timeout "
 			"%u s and was killed\n", cmd, o->timeout_s);
 		return 124;
