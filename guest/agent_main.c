@@ -26,8 +26,11 @@
 #define MODULES_DIR "/lib/modules"
 #define LISTEN_BACKLOG 128
 /* The host sends its REINJECT right after connecting: a peer that stalls
- * longer holds up PID 1's loop no more than this. */
-#define RESTAMP_IO_TIMEOUT_S 2
+ * holds up PID 1's loop no longer than this. Not shorter: a guest starved
+ * of CPU (a hundred boxes on two emulated CPUs) may wake past a short
+ * limit before it has read what the host sent in time; the host waits
+ * as long for the guest. */
+#define RESTAMP_IO_TIMEOUT_S 30
 
 static int log_fd = -1;
 static int restamp_fd = -1; /* a server child has no use for it */
