@@ -35,12 +35,11 @@ int fba_wait(int fd, short events, int64_t deadline)
 	struct pollfd p = { .fd = fd, .events = events };
 
 	for (;;) {
-		int64_t left = deadline < 0 ? -1 : deadline - now_ms();
-		int n;
+		int left = fba_ms_left(deadline), n;
 
-		if (deadline >= 0 && left <= 0)
+		if (left == 0)
 			return -ETIMEDOUT;
-		n = poll(&p, 1, left > 1000000000 ? 1000000000 : (int)left);
+		n = poll(&p, 1, left);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
