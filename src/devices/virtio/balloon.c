@@ -28,6 +28,7 @@
 #include "devices/virtio/balloon.h"
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/worker.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/le.h"
 
@@ -122,14 +123,6 @@ const char *fb_balloon_stat_label(unsigned tag)
 	return tag < FB_BALLOON_S_NR ? stat_names[tag].label : NULL;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A page number or range the driver had no business sending: skipped,
  * counted, and the first one logged (a driver bug is worth a line; a
  * flood of them is not). */
@@ -155,7 +148,7 @@ static void ignore(struct fb_balloon *b, const char *what, uint64_t gpa,
  * discards alike), and a restored or forked box that sees the page's
  * older bytes sees a free page all the same. Marked, every 2-4 MiB block
  * the guest reported went into the next fork's layer during the pause
- * (a parent's second fork paused 150-320 ms in the lab, 15 ms without). */
+ * (a parent's second fork paused 150-320 ms in the lab, 20-40 without). */
 static bool give_back(struct fb_balloon *b, uint8_t *host, uint64_t gpa,
 		      uint64_t len)
 {
@@ -304,7 +297,7 @@ static void parse_stats(struct fb_balloon *b, const struct fb_vq_chain *c)
 		b->stats_valid |= 1u << tag;
 	}
 	b->stats_seq++;
-	b->stats_at_ms = now_ms();
+	b->stats_at_ms = (uint64_t)fb_now_ms();
 	pthread_cond_broadcast(&b->stats_cond);
 }
 
@@ -754,7 +747,7 @@ void fb_balloon_get(struct fb_balloon *b, struct fb_balloon_info *info)
 	memcpy(info->stats, b->stats, sizeof(info->stats));
 	info->stats_valid = b->stats_valid;
 	info->stats_age_ms = b->stats_seq ?
-			     (int64_t)(now_ms() - b->stats_at_ms) : -1;
+			     (int64_t)((uint64_t)fb_now_ms() - b->stats_at_ms) : -1;
 	info->inflated_bytes = b->inflated_bytes;
 	info->reported_bytes = b->reported_bytes;
 	info->ignored = b->ignored;
