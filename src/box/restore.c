@@ -20,6 +20,7 @@
 #include "snapshot/format.h"
 #include "snapshot/memory.h"
 #include "util/error.h"
+#include "vmm/guest_mem.h"
 #include "vmm/vm.h"
 #include "vmm/vm_snapshot.h"
 #include "util/clock.h"
@@ -65,8 +66,8 @@ static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 		return fb_errorf(-EINVAL, "fork: %llu pages of layers for %llu "
 				 "MiB of RAM", (unsigned long long)l->pages,
 				 (unsigned long long)(size >> 20));
-	*host = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	*host = fb_guest_mem_map(size, MAP_PRIVATE | MAP_ANONYMOUS |
+				 MAP_NORESERVE, -1);
 	if (*host == MAP_FAILED)
 		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
 				 (unsigned long long)(size >> 20),

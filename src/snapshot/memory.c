@@ -19,6 +19,7 @@
 #include "snapshot/snap_util.h"
 #include "util/error.h"
 #include "util/le.h"
+#include "vmm/guest_mem.h"
 
 #define PAGE FB_SNAP_PAGE_SIZE
 
@@ -577,8 +578,8 @@ static int file_map(struct fb_snap_chain *c, struct fb_snap_mem **out)
 	m->mode = FB_SNAP_MEM_FILE;
 	m->uffd = m->stop_fd = -1;
 	m->size = c->ram_size;
-	m->host = mmap(NULL, c->ram_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_NORESERVE, c->layers[c->nr - 1].fd, 0);
+	m->host = fb_guest_mem_map(c->ram_size, MAP_PRIVATE | MAP_NORESERVE,
+				   c->layers[c->nr - 1].fd);
 	if (m->host == MAP_FAILED) {
 		err = fb_errorf(-errno, "mmap %s/memory (%llu MiB): %s",
 				c->layers[c->nr - 1].dir,

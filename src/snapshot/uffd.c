@@ -26,6 +26,7 @@
 #include "snapshot/chain.h"
 #include "snapshot/memory.h"
 #include "util/error.h"
+#include "vmm/guest_mem.h"
 
 #define PAGE FB_SNAP_PAGE_SIZE
 
@@ -222,8 +223,8 @@ int fb_snap_uffd_map(struct fb_snap_chain *c, struct fb_snap_mem **out)
 		err = fb_errorf(-errno, "UFFDIO_API: %s", strerror(errno));
 		goto fail;
 	}
-	m->host = mmap(NULL, m->size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	m->host = fb_guest_mem_map(m->size, MAP_PRIVATE | MAP_ANONYMOUS |
+				   MAP_NORESERVE, -1);
 	if (m->host == MAP_FAILED) {
 		err = fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
 				(unsigned long long)(m->size >> 20),

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -6,6 +7,40 @@
 #include "arch/x86/layout.h"
 #include "util/error.h"
 #include "vmm/guest_mem.h"
+
+void *fb_guest_mem_map(uint64_t size, int flags, int fd)
+{
+	uint64_t extra = FB_GUEST_MEM_ALIGN, head;
+	uint8_t *r, *at;
+	void *m;
+
+	if (size > UINT64_MAX - extra) {
+		errno = ENOMEM;
+		return MAP_FAILED;
+	}
+	/* A reservation with room to slide to the next boundary; the
+	 * mapping goes over it and the ends are given back. */
+	r = mmap(NULL, size + extra, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
+		return MAP_FAILED;
+	head = (FB_GUEST_MEM_ALIGN - (uintptr_t)r % FB_GUEST_MEM_ALIGN) %
+	       FB_GUEST_MEM_ALIGN;
+	at = r + head;
+	m = mmap(at, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, 0);
+	if (m == MAP_FAILED) {
+		int e = errno;
+
+		munmap(r, size + extra);
+		errno = e;
+		return MAP_FAILED;
+	}
+	if (head)
+		munmap(r, head);
+	if (extra - head)
+		munmap(at + size, extra - head);
+	return m;
+}
 
 int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size)
 {
@@ -21,8 +56,8 @@ int fb_guest_mem_init(struct fb_guest_mem *mem, uint64_t ram_size)
 	 * none by default), and KSM can merge it. A fork copies what the
 	 * guest touched into sealed layers (src/snapshot/layers.h).
 	 * NORESERVE: a box pays only for the pages its guest touches. */
-	host = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	host = fb_guest_mem_map(ram_size, MAP_PRIVATE | MAP_ANONYMOUS |
+				MAP_NORESERVE, -1);
 	if (host == MAP_FAILED)
 		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
 				 (unsigned long long)(ram_size >> 20),

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -205,6 +207,42 @@ static void test_write_read(void **state)
 	fb_guest_mem_release(&mem);
 }
 
+/* Guest RAM starts on a 2 MiB boundary however the process's mappings
+ * lie, anonymous or from a file, and the reservation's ends are given
+ * back (the pages on either side are not ours). */
+static void test_map_aligned(void **state)
+{
+	int fd = memfd_create("test_guest_mem", MFD_CLOEXEC);
+	unsigned char vec;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 6 << 20), 0);
+	for (unsigned i = 0; i < 8; i++) {
+		/* A page-sized mapping first shifts where the next one goes. */
+		void *pad = mmap(NULL, 4096 * (i + 1), PROT_READ,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint8_t *a = fb_guest_mem_map(16 << 20, MAP_PRIVATE |
+					      MAP_ANONYMOUS | MAP_NORESERVE, -1);
+		uint8_t *f = fb_guest_mem_map(6 << 20, MAP_PRIVATE, fd);
+
+		assert_true(pad != MAP_FAILED && a != MAP_FAILED &&
+			    f != MAP_FAILED);
+		assert_int_equal((uintptr_t)a % FB_GUEST_MEM_ALIGN, 0);
+		assert_int_equal((uintptr_t)f % FB_GUEST_MEM_ALIGN, 0);
+		a[0] = a[(16 << 20) - 1] = 1;
+		f[0] = 2;
+		/* Nothing mapped right after: the tail went back. */
+		assert_int_equal(mincore(a + (16 << 20), 4096, &vec), -1);
+		assert_int_equal(errno, ENOMEM);
+		assert_int_equal(mincore(f + (6 << 20), 4096, &vec), -1);
+		munmap(a, 16 << 20);
+		munmap(f, 6 << 20);
+		munmap(pad, 4096 * (i + 1));
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_bounds_4g),
 		cmocka_unit_test(test_hole_edge),
 		cmocka_unit_test(test_write_read),
+		cmocka_unit_test(test_map_aligned),
 	};
 
 	return cmocka_run_group_tests_name("guest_mem", tests, NULL, NULL);
