@@ -10,6 +10,7 @@
 #ifndef FORKBOX_GUEST_AGENT_H
 #define FORKBOX_GUEST_AGENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,19 @@
  * ignores SIGPIPE in the calling process and spawns children: run it in a
  * process of its own, one per connection. Does not close fd. */
 int fb_agent_serve(int fd);
+
+/* fb_agent_serve, calling hook->under_way(opaque) exactly once: after the
+ * request was read (for REINJECT: after it was answered), or when the
+ * connection ends without one. PID 1 keeps a server forked ahead of the
+ * next connection (agent_main.c); this is when it forks the one after,
+ * so that fork does not compete with a fork child's re-stamp. */
+struct fbg_serve_hook {
+	void (*under_way)(void *opaque);
+	void *opaque;
+	bool called;
+};
+
+int fb_agent_serve_hooked(int fd, struct fbg_serve_hook *hook);
 
 /* The re-stamp port's server, in PID 1: HELLO, one request, which must
  * be REINJECT (anything else is answered with ERROR). Spawns nothing and

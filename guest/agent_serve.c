@@ -26,8 +26,17 @@ static void ensure_stdio(void)
 	}
 }
 
+/* Says once that this connection's request is under way (see agent.h). */
+static void under_way(struct fbg_serve_hook *hook)
+{
+	if (hook && hook->under_way && !hook->called) {
+		hook->called = true;
+		hook->under_way(hook->opaque);
+	}
+}
+
 /* HELLO, then one request; reinject_only refuses all but REINJECT. */
-static int serve_one(int fd, bool reinject_only)
+static int serve_one(int fd, bool reinject_only, struct fbg_serve_hook *hook)
 {
 	struct fbg_msg req;
 	int ret;
@@ -55,6 +64,9 @@ static int serve_one(int fd, bool reinject_only)
 		return ret;
 	}
 
+	/* A re-stamp is a fork child's way to ready: its reply goes first. */
+	if (req.type != FB_AGENT_REINJECT)
+		under_way(hook);
 	switch (req.type) {
 	case FB_AGENT_EXEC:
 		ret = fbg_serve_exec(fd, &req);
@@ -83,18 +95,27 @@ static int serve_one(int fd, bool reinject_only)
 	return ret;
 }
 
-int fb_agent_serve(int fd)
+int fb_agent_serve_hooked(int fd, struct fbg_serve_hook *hook)
 {
+	int ret;
+
 	/* A command that closes its stdin must not kill us on our next
 	 * write to its pipe; the socket uses MSG_NOSIGNAL already. */
 	signal(SIGPIPE, SIG_IGN);
 	ensure_stdio();
 	/* The command we spawn must not inherit the connection. */
 	fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
-	return serve_one(fd, false);
+	ret = serve_one(fd, false, hook);
+	under_way(hook);
+	return ret;
+}
+
+int fb_agent_serve(int fd)
+{
+	return fb_agent_serve_hooked(fd, NULL);
 }
 
 int fb_agent_serve_restamp(int fd)
 {
-	return serve_one(fd, true);
+	return serve_one(fd, true, NULL);
 }

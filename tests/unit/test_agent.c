@@ -90,6 +90,19 @@ struct server {
 
 /* The next servers are PID 1's re-stamp server, not a forked one. */
 static bool serve_restamp;
+/* >= 0: the next servers are PID 1's spare (fb_agent_serve_hooked), and
+ * say here when their request is under way: 'R' once the re-stamp was
+ * done, else '-'. */
+static int hook_fd = -1;
+
+static void hook_under_way(void *opaque)
+{
+	char c = rec->box_id[0] ? 'R' : '-';
+
+	(void)opaque;
+	if (write(hook_fd, &c, 1) != 1)
+		exit(9);
+}
 
 /* A server process on one end of a socketpair; with handshake, the HELLO
  * is read on the other end before returning. */
@@ -105,8 +118,13 @@ static void start_server_raw(struct server *s)
 
 		/* Only the socket, as in the guest: an inherited end of a
 		 * test's stdin pipe would keep it from ever reaching EOF. */
+		/* (and the hook's pipe) */
+		if (hook_fd >= 0) {
+			assert_int_equal(dup2(hook_fd, sv[1] + 1), sv[1] + 1);
+			hook_fd = sv[1] + 1;
+		}
 		close_range(3, (unsigned)sv[1] - 1, 0);
-		close_range((unsigned)sv[1] + 1, ~0u, 0);
+		close_range((unsigned)sv[1] + (hook_fd >= 0 ? 2 : 1), ~0u, 0);
 		if (serve_restamp) { /* as PID 1 sets them, but shorter */
 			struct timeval tv = { .tv_usec = 200000 };
 
@@ -115,8 +133,17 @@ static void start_server_raw(struct server *s)
 			setsockopt(sv[1], SOL_SOCKET, SO_SNDTIMEO, &tv,
 				   sizeof(tv));
 		}
-		ret = serve_restamp ? fb_agent_serve_restamp(sv[1]) :
-				      fb_agent_serve(sv[1]);
+		if (serve_restamp) {
+			ret = fb_agent_serve_restamp(sv[1]);
+		} else if (hook_fd >= 0) {
+			struct fbg_serve_hook hook = {
+				.under_way = hook_under_way,
+			};
+
+			ret = fb_agent_serve_hooked(sv[1], &hook);
+		} else {
+			ret = fb_agent_serve(sv[1]);
+		}
 		close(sv[1]);
 		exit(ret < 0 ? 1 : 0); /* exit, not _exit: LSan checks the server */
 	}
@@ -996,6 +1023,80 @@ static void test_reinject(void **state)
 	serve_restamp = false;
 }
 
+/* What the hook wrote to p (non-blocking) since the last call. */
+static size_t hook_said(int p, char *buf, size_t len)
+{
+	ssize_t n = read(p, buf, len - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* PID 1's spare says when its request is under way (agent_main.c forks
+ * the next spare then): once per connection; for a re-stamp after the
+ * work, so that fork does not slow a fork child's way to ready; for an
+ * exec while the command still runs. */
+static void test_serve_hook(void **state)
+{
+	const char *argv[] = { "cat", NULL };
+	struct fb_agent_exec_req req = { .argv = argv, .signal_fd = -1 };
+	struct fb_agent_reinject ri = { .box_id = "box-7" };
+	int hp[2], in[2], out = memfd(), status = -1;
+	struct server s;
+	char said[16];
+	pid_t helper;
+
+	(void)state;
+	assert_int_equal(pipe2(hp, O_NONBLOCK | O_CLOEXEC), 0);
+	hook_fd = hp[1];
+
+	memset(rec, 0, sizeof(*rec));
+	start_server(&s);
+	assert_int_equal(hook_said(hp[0], said, sizeof(said)), 0);
+	assert_int_equal(fb_agent_reinject(s.fd, &ri, NULL, HELLO_MS), 0);
+	assert_int_equal(stop_server(&s), 0);
+	hook_said(hp[0], said, sizeof(said));
+	assert_string_equal(said, "R");
+
+	/* A HELLO-only connection still says it once. */
+	memset(rec, 0, sizeof(*rec));
+	start_server(&s);
+	assert_int_equal(stop_server(&s), 0);
+	hook_said(hp[0], said, sizeof(said));
+	assert_string_equal(said, "-");
+
+	/* cat ends when its stdin does, which the helper closes only once
+	 * the hook spoke (or after 10 s, with "late" as the output). */
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	helper = fork();
+	assert_true(helper >= 0);
+	if (helper == 0) {
+		struct pollfd p = { .fd = hp[0], .events = POLLIN };
+		bool spoke = poll(&p, 1, 10000) == 1;
+
+		exit(write(in[1], spoke ? "x" : "late", spoke ? 1 : 4) < 0);
+	}
+	close(in[1]);
+	start_server(&s);
+	assert_int_equal(fb_agent_exec(s.fd, &req, in[0], out, -1, &status), 0);
+	assert_int_equal(stop_server(&s), 0);
+	close(in[0]);
+	assert_int_equal(waitpid(helper, NULL, 0), helper);
+	{
+		char *got = slurp(out, NULL);
+
+		assert_string_equal(got, "x");
+		free(got);
+	}
+	assert_int_equal(status, 0);
+	hook_said(hp[0], said, sizeof(said));
+	assert_string_equal(said, "-");
+	hook_fd = -1;
+	close(hp[0]);
+	close(hp[1]);
+	close(out);
+}
+
 /* ---- dialing ---------------------------------------------------------- */
 
 /* A stand-in for the VMM's hybrid vsock socket: answers CONNECT, then
@@ -1246,6 +1347,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_file_write),
 		cmocka_unit_test(test_hostile_exec_stream),
 		cmocka_unit_test(test_reinject),
+		cmocka_unit_test(test_serve_hook),
 		cmocka_unit_test(test_dial_and_ready),
 		cmocka_unit_test(test_ready_boot_times),
 	};
