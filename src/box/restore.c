@@ -56,7 +56,11 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 }
 
 /* A fork's child: the parent's layers mapped MAP_PRIVATE into a fresh
- * reservation, and a copy of the stack so this box can fork in turn. */
+ * reservation, and kept so this box can fork in turn. Kept by taking
+ * them over, not by a copy: this VMM process got them over fork() from
+ * the process that made it (fork.c), which never returns to use them,
+ * and a copy would be a second owner table (2 bytes a page) that is
+ * this box's alone once its maker exits. */
 static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 			   uint64_t size, uint8_t **host)
 {
@@ -74,7 +78,7 @@ static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 				 strerror(errno));
 	err = fb_mem_layers_map(l, *host, 0, l->pages);
 	if (!err)
-		err = fb_mem_layers_dup(&b->layers, l);
+		b->layers = *l;
 	if (err) {
 		munmap(*host, size);
 		*host = NULL;

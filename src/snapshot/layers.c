@@ -424,25 +424,3 @@ fail_fds:
 		close(fds[i]);
 	return err;
 }
-
-int fb_mem_layers_dup(struct fb_mem_layers *dst,
-		      const struct fb_mem_layers *src)
-{
-	int err = fb_mem_layers_init(dst, src->pages);
-
-	if (err)
-		return err;
-	memcpy(dst->owner, src->owner, src->pages * sizeof(uint16_t));
-	for (unsigned i = 0; i < src->nr; i++) {
-		dst->fds[i] = fcntl(src->fds[i], F_DUPFD_CLOEXEC, 3);
-		if (dst->fds[i] < 0) {
-			err = fb_errorf(-errno, "dup of a memory layer: %s",
-					strerror(errno));
-			dst->nr = i;
-			fb_mem_layers_free(dst);
-			return err;
-		}
-		dst->nr = i + 1;
-	}
-	return 0;
-}

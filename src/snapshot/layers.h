@@ -89,8 +89,4 @@ int fb_mem_layers_layout_fd(const struct fb_mem_layers *l);
 int fb_mem_layers_from_fds(struct fb_mem_layers *l, int layout_fd,
 			   const int *fds, unsigned nr, uint64_t expect_pages);
 
-/* A copy with duplicated fds (for a child that forks in turn). */
-int fb_mem_layers_dup(struct fb_mem_layers *dst,
-		      const struct fb_mem_layers *src);
-
 #endif
