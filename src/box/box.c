@@ -295,7 +295,7 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 	struct fb_box_info other;
 	struct fb_image img;
 	uint64_t prepared_ns;
-	int status[2], err, st;
+	int status[2], err, st, cgroup_fd;
 	unsigned timeout = (spec->ready_timeout_ms ? spec->ready_timeout_ms :
 			    60000) + CREATE_SLACK_MS;
 	pid_t pid;
@@ -339,14 +339,22 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		return err;
 	}
 	prepared_ns = mono_ns();
-	if (pipe2(status, O_CLOEXEC) < 0)
-		return fb_errorf(-errno, "pipe: %s", strerror(errno));
-	pid = fork();
+	/* The VMM is born in its cgroup (src/jail/clone.c). */
+	cgroup_fd = spec->no_jail ? -1 : fb_jail_cgroup_open(id);
+	if (cgroup_fd < 0 && !spec->no_jail) {
+		remove_dir_keep_error(dir);
+		return cgroup_fd;
+	}
+	if (pipe2(status, O_CLOEXEC) < 0) {
+		err = fb_errorf(-errno, "pipe: %s", strerror(errno));
+		goto fail_cgroup;
+	}
+	pid = cgroup_fd >= 0 ? fb_jail_fork_into_cgroup(cgroup_fd) : fork();
 	if (pid < 0) {
 		err = fb_errorf(-errno, "fork: %s", strerror(errno));
 		close(status[0]);
 		close(status[1]);
-		return err;
+		goto fail_cgroup;
 	}
 	if (pid == 0) {
 		pid_t vmm;
@@ -381,6 +389,8 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		_exit(0);
 	}
 	close(status[1]);
+	if (cgroup_fd >= 0)
+		close(cgroup_fd);
 	if (!spec->attached)
 		waitpid(pid, &st, 0);
 	err = read_status(status[0], timeout, msg, sizeof(msg));
@@ -396,6 +406,13 @@ int fb_box_create(const struct fb_box_spec *spec, const char *name,
 		return fb_errorf(-EIO, "%s", msg + 6);
 	return fb_errorf(-EIO, "the box's VMM process died while booting "
 			 "(see %s/vmm.log)", dir);
+fail_cgroup:
+	if (cgroup_fd >= 0) {
+		close(cgroup_fd);
+		fb_jail_cleanup(id);
+	}
+	remove_dir_keep_error(dir);
+	return err;
 }
 
 /* Alive means the lock is held: a dead VMM's lock is released by the

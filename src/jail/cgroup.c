@@ -1,11 +1,13 @@
 /* cgroup v2: one cgroup per box, FB_JAIL_CGROUP_ROOT/forkbox/<id>/, with
- * memory.max, cpu.max and pids.max; the VMM moves itself in (the whole
- * process: cgroup.procs) before guest memory exists, so every page of it
- * is charged to the box. */
+ * memory.max, cpu.max and pids.max; the VMM is born in it
+ * (fb_jail_fork_into_cgroup), or moves itself in (the whole process:
+ * cgroup.procs), before guest memory exists, so every page of it is
+ * charged to the box. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -16,12 +18,25 @@
 
 #include "jail/jail.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/clock.h"
 
 #define CGROUP2_MAGIC 0x63677270
 #define SYSFS_MAGIC 0x62656572
 #define CONTROLLERS "+memory +cpu +pids"
 #define CLEANUP_TIMEOUT_MS 5000
+
+/* word appears in the space-separated list text. */
+static bool has_word(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = text; (p = strstr(p, word)); p += n)
+		if ((p == text || p[-1] == ' ') &&
+		    (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+			return true;
+	return false;
+}
 
 static int write_str(const char *path, const char *text)
 {
@@ -70,18 +85,27 @@ static int ensure_cgroup2(void)
 	return 0;
 }
 
+/* Writing cgroup.subtree_control drains every dying cgroup under it
+ * first (in the lab up to ~20 ms after boxes went), so only when a
+ * controller is missing. */
 static int enable_controllers(const char *dir)
 {
-	char path[PATH_MAX + 32];
+	char path[PATH_MAX + 32], have[256];
+	const char *want[] = { "memory", "cpu", "pids" };
+	bool all = true;
 
 	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
-	return write_str(path, CONTROLLERS);
+	if (fb_read_text(path, have, sizeof(have)) < 0)
+		all = false;
+	for (unsigned i = 0; all && i < sizeof(want) / sizeof(want[0]); i++)
+		all = has_word(have, want[i]);
+	return all ? 0 : write_str(path, CONTROLLERS);
 }
 
-int fb_jail_cgroup_setup(const struct fb_jail_config *cfg)
+/* FB_JAIL_CGROUP_ROOT/forkbox/<id>, made with its controllers. */
+static int make_box_cgroup(const char *box_id, char *dir, size_t len)
 {
-	char parent[PATH_MAX], dir[PATH_MAX + 64], path[PATH_MAX + 96];
-	char text[64];
+	char parent[PATH_MAX];
 	int err;
 
 	err = ensure_cgroup2();
@@ -97,10 +121,50 @@ int fb_jail_cgroup_setup(const struct fb_jail_config *cfg)
 	err = enable_controllers(parent);
 	if (err < 0)
 		return err;
-	snprintf(dir, sizeof(dir), "%s/%s", parent, cfg->box_id);
+	if ((size_t)snprintf(dir, len, "%s/%s", parent, box_id) >= len)
+		return fb_errorf(-ENAMETOOLONG, "cgroup path for box %s",
+				 box_id);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return fb_errorf(-errno, "mkdir %s: %s", dir, strerror(errno));
+	return 0;
+}
 
+/* Whether this process is in the box's cgroup already (born there:
+ * fb_jail_fork_into_cgroup). Unsure counts as no. */
+static bool in_box_cgroup(const char *box_id)
+{
+	char line[PATH_MAX], want[PATH_MAX];
+
+	if (fb_read_text("/proc/self/cgroup", line, sizeof(line)) < 0)
+		return false;
+	line[strcspn(line, "\n")] = '\0';
+	snprintf(want, sizeof(want), "0::/%s/%s", FB_JAIL_CGROUP_PARENT,
+		 box_id);
+	return !strcmp(line, want);
+}
+
+int fb_jail_cgroup_open(const char *box_id)
+{
+	char dir[PATH_MAX + 64];
+	int err = make_box_cgroup(box_id, dir, sizeof(dir)), fd;
+
+	if (err < 0)
+		return err;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return fb_errorf(-errno, "open %s: %s", dir, strerror(errno));
+	return fd;
+}
+
+int fb_jail_cgroup_setup(const struct fb_jail_config *cfg)
+{
+	char dir[PATH_MAX + 64], path[PATH_MAX + 96];
+	char text[64];
+	int err;
+
+	err = make_box_cgroup(cfg->box_id, dir, sizeof(dir));
+	if (err < 0)
+		return err;
 	snprintf(path, sizeof(path), "%s/memory.max", dir);
 	snprintf(text, sizeof(text), "%llu", (unsigned long long)cfg->mem_max);
 	err = write_str(path, text);
@@ -117,7 +181,9 @@ int fb_jail_cgroup_setup(const struct fb_jail_config *cfg)
 			 (unsigned long long)cfg->pids_max);
 		err = write_str(path, text);
 	}
-	if (!err) {
+	/* A move waits for an RCU grace period (~20 ms in the lab), even
+	 * into the cgroup the process is in: skipped when born there. */
+	if (!err && !in_box_cgroup(cfg->box_id)) {
 		/* "0": the writer, with all its threads. */
 		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 		err = write_str(path, "0");

@@ -70,6 +70,16 @@ int fb_jail_enter(const struct fb_jail_config *cfg);
 /* For the process that forks the VMM: its next child starts a new PID
  * namespace (the VMM is its PID 1 and sees no other process). */
 int fb_jail_new_pid_ns(void);
+/* The box's cgroup (made now, with its controllers; limits come with
+ * fb_jail_prepare), open for fb_jail_fork_into_cgroup. An fd (O_CLOEXEC)
+ * or a negative errno. */
+int fb_jail_cgroup_open(const char *box_id);
+/* fork(), with the child born in the cgroup cgroup_fd names (clone3,
+ * CLONE_INTO_CGROUP); plain fork() on a kernel without it. A raw clone3
+ * leaves glibc's cached thread id in the child its parent's: the child
+ * may make plain system calls and fork() again (fork() sets it right in
+ * its own child), nothing that signals or locks by thread id. */
+pid_t fb_jail_fork_into_cgroup(int cgroup_fd);
 /* This process's pid as the host sees it (in a new PID namespace getpid()
  * says 1; /proc, still the host's, knows better). */
 pid_t fb_jail_host_pid(void);
