@@ -76,7 +76,7 @@ static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
 				 (unsigned long long)(size >> 20),
 				 strerror(errno));
-	err = fb_mem_layers_map(l, *host, 0, l->pages);
+	err = fb_mem_layers_map_fresh(l, *host);
 	if (!err)
 		b->layers = *l;
 	if (err) {

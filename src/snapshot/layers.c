@@ -1,5 +1,6 @@
 /* Guest memory as a stack of frozen, sealed memfd layers (layers.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +63,8 @@ static int map_run(const struct fb_mem_layers *l, uint8_t *base, uint64_t p,
 	return 0;
 }
 
-int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
-		      uint64_t first, uint64_t count)
+static int map_range(const struct fb_mem_layers *l, uint8_t *base,
+		     uint64_t first, uint64_t count, bool skip_zeros)
 {
 	uint64_t end = first + count;
 
@@ -78,12 +79,23 @@ int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 
 		while (q < end && l->owner[q] == l->owner[p])
 			q++;
-		err = map_run(l, base, p, q - p);
+		err = skip_zeros && !l->owner[p] ? 0 : map_run(l, base, p, q - p);
 		if (err)
 			return err;
 		p = q;
 	}
 	return 0;
+}
+
+int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
+		      uint64_t first, uint64_t count)
+{
+	return map_range(l, base, first, count, false);
+}
+
+int fb_mem_layers_map_fresh(const struct fb_mem_layers *l, uint8_t *base)
+{
+	return map_range(l, base, 0, l->pages, true);
 }
 
 uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l)

@@ -42,6 +42,13 @@ void fb_mem_layers_free(struct fb_mem_layers *l);
 int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 		      uint64_t first, uint64_t count);
 
+/* The whole stack over a fresh anonymous mapping of l->pages pages at
+ * base: zero runs are left as they are (already zeros), so a child's
+ * memory takes one mmap per run of layer pages only (in the lab each
+ * costs ~10 us, and a parent forked a few times has thousands of runs,
+ * half of them zeros). */
+int fb_mem_layers_map_fresh(const struct fb_mem_layers *l, uint8_t *base);
+
 /* How many mappings fb_mem_layers_map() makes for the whole stack. */
 uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l);
 

@@ -35,7 +35,8 @@ static uint8_t *child_view(const struct fb_mem_layers *l)
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	assert_ptr_not_equal(c, MAP_FAILED);
-	assert_int_equal(fb_mem_layers_map(l, c, 0, l->pages), 0);
+	/* A fresh child's view, as a fork's child maps it (restore.c). */
+	assert_int_equal(fb_mem_layers_map_fresh(l, c), 0);
 	return c;
 }
 
