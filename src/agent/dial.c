@@ -14,6 +14,7 @@
 #include "agent/client.h"
 #include "agent/wire.h"
 #include "util/error.h"
+#include "util/clock.h"
 #include "util/sock.h"
 
 #define HANDSHAKE_LINE_MAX 64 /* "OK 4294967295\n" with room to spare */
@@ -55,9 +56,14 @@ int fb_agent_handshake(int fd, int timeout_ms, struct fb_agent_hello *hello)
 
 /* Reads "OK <hostport>\n" a byte at a time: what follows the newline is
  * the agent's HELLO, which must stay in the socket. */
+/* The VMM closes a CONNECT that the guest neither took nor refused
+ * within its handshake limit (seconds); an RST comes at once. */
+#define REFUSED_AT_ONCE_MS 2000
+
 static int read_ok_line(int fd, int64_t deadline, const char *path, uint32_t port)
 {
 	char line[HANDSHAKE_LINE_MAX + 1];
+	double started = fb_now_ms();
 	size_t len = 0;
 	int err;
 
@@ -78,6 +84,10 @@ static int read_ok_line(int fd, int64_t deadline, const char *path, uint32_t por
 		}
 		if (n < 0)
 			return fb_errorf(-errno, "%s: recv: %s", path, strerror(errno));
+		if (n == 0 && fb_now_ms() - started > REFUSED_AT_ONCE_MS)
+			return fb_errorf(-ETIMEDOUT, "%s: the guest did not answer "
+					 "CONNECT %u (the VMM gave up after %.0f "
+					 "ms)", path, port, fb_now_ms() - started);
 		if (n == 0)
 			return fb_errorf(-ECONNREFUSED, "%s: nothing listens on "
 					 "guest vsock port %u (is the agent up?)",

@@ -285,6 +285,9 @@ static void serve_one(struct fb_box_vm *b, int fd)
 		serve_stats(b, fd);
 		return;
 	}
+	/* Into vmm.log (this process's stderr), where bug reports look. */
+	else if (!strcmp(req, "debug"))
+		fb_vm_debug(b->vm, stderr);
 	else
 		err = fb_errorf(-EINVAL, "unknown control request '%.40s'",
 				req);

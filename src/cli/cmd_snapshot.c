@@ -27,7 +27,8 @@ static int call(const char *cmd, const char *ref, const char *request,
 	}
 	if (info.state != FB_BOX_RUNNING &&
 	    !(info.state == FB_BOX_PAUSED && (!strcmp(request, "pause") ||
-					      !strcmp(request, "resume")))) {
+					      !strcmp(request, "resume") ||
+					      !strcmp(request, "debug")))) {
 		fprintf(stderr, "forkbox %s: box %s is %s\n", cmd, info.id,
 			fb_box_state_name(info.state));
 		return FB_EXIT_OWN_ERROR;
@@ -64,6 +65,30 @@ int cmd_pause(int argc, char **argv)
 int cmd_resume(int argc, char **argv)
 {
 	return simple("resume", argc, argv, "Lets a paused box run on.");
+}
+
+int cmd_debug(int argc, char **argv)
+{
+	char path[PATH_MAX + 16];
+	struct fb_box_info info;
+	int r;
+
+	if (argc == 2 && !strcmp(argv[1], "--help")) {
+		printf("usage: forkbox debug BOX\n\nWrites the box's VMM state "
+		       "into its vmm.log, for a bug report on a guest that\n"
+		       "stopped answering: each vCPU's last exit, the IOAPIC "
+		       "pins of its virtio devices,\nand every virtio "
+		       "device's registers and queue indices (vsock: its "
+		       "connections).\nThe box runs on; prints the log's "
+		       "path.\n");
+		return 0;
+	}
+	r = simple("debug", argc, argv, "");
+	if (r == 0 && fb_box_find(argv[1], &info) == 0) {
+		snprintf(path, sizeof(path), "%s/vmm.log", info.dir);
+		printf("%s\n", path);
+	}
+	return r;
 }
 
 static int merge(int argc, char **argv)

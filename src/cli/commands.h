@@ -29,6 +29,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_fork(int argc, char **argv);
 int cmd_balloon(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_kernel(int argc, char **argv);
 int cmd_pool(int argc, char **argv);

@@ -29,6 +29,8 @@ static const struct command commands[] = {
 				  "target" },
 	{ "stats", cmd_stats, "a running box's memory: balloon, guest, host "
 			      "cost" },
+	{ "debug", cmd_debug, "write a box's device and interrupt state to "
+			      "its vmm.log" },
 	{ "pool", cmd_pool, "warm pools of ready boxes (needs forkboxd)" },
 	{ "image", cmd_image, "build, import, list and remove root disk images" },
 	{ "vm", cmd_vm, "boot a kernel with the console attached (low level)" },

@@ -221,6 +221,15 @@ static void park(struct fb_vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+static void answer_debug(struct fb_vcpu *vcpu)
+{
+	fb_vcpu_debug(vcpu, stderr);
+	pthread_mutex_lock(&vcpu->vm->lock);
+	__atomic_store_n(&vcpu->debug_requested, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vcpu->vm->pause_cond);
+	pthread_mutex_unlock(&vcpu->vm->lock);
+}
+
 /* Once per vCPU: vCPU 0's first entry is when the guest starts to boot
  * (forkbox run --trace). */
 static void note_first_run(struct fb_vcpu *vcpu)
@@ -258,6 +267,8 @@ void *fb_vcpu_thread(void *arg)
 		}
 		if (!vcpu->entered)
 			note_first_run(vcpu);
+		if (__atomic_load_n(&vcpu->debug_requested, __ATOMIC_ACQUIRE))
+			answer_debug(vcpu);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR)
 				eat_kicks();

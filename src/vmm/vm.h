@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "devices/power.h"
 #include "devices/serial.h"
@@ -24,6 +25,9 @@ struct fb_vcpu {
 	pthread_t thread;
 	bool started;
 	bool entered; /* has been in KVM_RUN (its own thread's flag) */
+	/* fb_vm_debug asks the vCPU's thread to log its registers and
+	 * pending events (atomic; cleared under vm->lock once done). */
+	bool debug_requested;
 };
 
 struct fb_console {
@@ -90,6 +94,11 @@ struct fb_vm {
 int fb_vm_dirty_start(struct fb_vm *vm);
 int fb_vm_dirty_fetch(struct fb_vm *vm, uint64_t *bitmap);
 
+/* Writes the vCPUs' last exits, the IOAPIC pins of the virtio devices
+ * and every virtio device's transport and queue state to f
+ * (vm_debug.c). Any thread, while the VM runs. */
+void fb_vm_debug(struct fb_vm *vm, FILE *f);
+
 /* Drives a GSI line of the in-kernel irqchip. */
 void fb_vm_irq_line(struct fb_vm *vm, unsigned gsi, int level);
 
@@ -103,6 +112,9 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 int fb_vcpu_create(struct fb_vm *vm, unsigned id);
 void *fb_vcpu_thread(void *arg);
 void fb_vcpu_kick(struct fb_vcpu *vcpu);
+/* On the vCPU's own thread: its registers, events and LAPIC IRR/ISR
+ * bits to f (vm_debug.c). */
+void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f);
 int fb_vcpu_signal_setup(void);
 /* vm->first_run_ns, from any thread. */
 uint64_t fb_vm_first_run_ns(struct fb_vm *vm);

@@ -82,6 +82,28 @@ void fb_virtio_signal_used(struct fb_virtio_device *d)
 	}
 }
 
+void fb_virtio_debug(struct fb_virtio_device *d, FILE *f)
+{
+	pthread_mutex_lock(&d->lock);
+	fprintf(f, "forkbox debug: %s (gsi %u): status %#x, interrupt_status "
+		"%#x%s%s\n", d->ops->name, d->gsi, d->status,
+		__atomic_load_n(&d->interrupt_status, __ATOMIC_SEQ_CST),
+		d->failed ? ", failed: " : "", d->failed ? d->failure : "");
+	for (unsigned i = 0; i < d->ops->nr_queues; i++) {
+		const struct fb_virtqueue *q = &d->queues[i];
+		uint16_t avail = 0;
+		bool have = q->ready && fb_vq_avail_idx(q, &avail);
+
+		fprintf(f, "forkbox debug:   queue %u: ready %u, size %u, "
+			"last_avail %u, used_idx %u, driver's avail idx %s%u\n",
+			i, q->ready, q->size, q->last_avail, q->used_idx,
+			have ? "" : "(unreadable) ", avail);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (d->ops->debug)
+		d->ops->debug(d, f);
+}
+
 /* Lock-free too, for the same reason. The generation moves first: a
  * driver that reads it around a config read sees the change. */
 void fb_virtio_config_changed(struct fb_virtio_device *d)

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "devices/virtio/virtqueue.h"
@@ -64,6 +65,9 @@ struct fb_virtio_ops {
 	void (*unquiesce)(struct fb_virtio_device *d);
 	void (*save_adjust)(struct fb_virtio_device *d,
 			    struct fb_virtio_state *st);
+	/* Optional: the device's own state, one or more lines to f, for
+	 * fb_vm_debug (any thread, while running). */
+	void (*debug)(struct fb_virtio_device *d, FILE *f);
 };
 
 struct fb_virtio_device {
@@ -105,6 +109,10 @@ int fb_virtio_mmio_add(struct fb_vm *vm, const struct fb_virtio_ops *ops,
 		       void *priv, struct fb_virtio_device **out);
 /* Calls ops->destroy, then frees the transport. */
 void fb_virtio_mmio_free(struct fb_virtio_device *d);
+
+/* The transport's registers and each queue's indices (the driver's
+ * avail index read from guest memory), then ops->debug, to f. */
+void fb_virtio_debug(struct fb_virtio_device *d, FILE *f);
 
 /* Tells the driver that used buffers are waiting (any thread). */
 void fb_virtio_signal_used(struct fb_virtio_device *d);

@@ -397,6 +397,33 @@ static void vsock_save_adjust(struct fb_virtio_device *d,
 		st->device_flags |= FB_VSOCK_STATE_HAD_CONNS;
 }
 
+static void vsock_debug(struct fb_virtio_device *d, FILE *f)
+{
+	struct fb_vsock *v = d->priv;
+
+	if (!v)
+		return;
+	pthread_mutex_lock(&v->lock);
+	fprintf(f, "forkbox debug:   vsock: active %u, broken %u, %u "
+		"connections, %u RSTs owed, event_pending %u, reset_unacked %u "
+		"(at avail %u), rx_held %u, a connection owes the guest: %s\n",
+		v->active, v->broken, v->nr_conns, v->rst_len, v->event_pending,
+		v->reset_unacked, v->reset_avail_idx, v->rx_held,
+		v->rxq_head ? "yes" : "no");
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		const struct vsock_conn *c = v->conns[i];
+
+		if (c)
+			fprintf(f, "forkbox debug:     conn %u -> guest port %u: "
+				"state %d, pending %#x, held %u, in_rxq %u, "
+				"tx_cnt %u, peer_fwd_cnt %u, peer_buf_alloc %u\n",
+				c->local_port, c->peer_port, (int)c->state,
+				c->pending, c->held, c->in_rxq, c->tx_cnt,
+				c->peer_fwd_cnt, c->peer_buf_alloc);
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
 static const struct fb_virtio_ops vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -413,6 +440,7 @@ static const struct fb_virtio_ops vsock_ops = {
 	.quiesce = vsock_quiesce,
 	.unquiesce = vsock_unquiesce,
 	.save_adjust = vsock_save_adjust,
+	.debug = vsock_debug,
 };
 
 static int epoll_add(struct fb_vsock *v, int fd, uint64_t token)

@@ -1,0 +1,143 @@
+/* A running VM's device and interrupt state, written out on request
+ * (`forkbox debug BOX`, into the box's vmm.log): for a guest that stopped
+ * answering, whether its queues had buffers, an interrupt was left
+ * pending, or a vCPU last left KVM_RUN for what. Read while the VM runs:
+ * a snapshot of moving values, not a consistent one. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include "devices/virtio/virtio.h"
+#include "vmm/vm.h"
+
+static void dump_ioapic(struct fb_vm *vm, FILE *f)
+{
+	struct kvm_irqchip chip;
+
+	memset(&chip, 0, sizeof(chip));
+	chip.chip_id = KVM_IRQCHIP_IOAPIC;
+	if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0) {
+		fprintf(f, "forkbox debug: KVM_GET_IRQCHIP: %m\n");
+		return;
+	}
+	fprintf(f, "forkbox debug: ioapic irr %#x\n", chip.chip.ioapic.irr);
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		unsigned gsi = vm->virtio[i]->gsi;
+		const struct kvm_ioapic_state *io = &chip.chip.ioapic;
+
+		if (gsi >= KVM_IOAPIC_NUM_PINS)
+			continue;
+		fprintf(f, "forkbox debug: ioapic pin %u (%s): vector %u, "
+			"mask %u, %s, remote_irr %u, delivery_status %u\n",
+			gsi, vm->virtio[i]->ops->name,
+			io->redirtbl[gsi].fields.vector,
+			io->redirtbl[gsi].fields.mask,
+			io->redirtbl[gsi].fields.trig_mode ? "level" : "edge",
+			io->redirtbl[gsi].fields.remote_irr,
+			io->redirtbl[gsi].fields.delivery_status);
+	}
+}
+
+/* The set bits of a LAPIC vector register (IRR, ISR: 8 words of 32
+ * bits, 16 bytes apart from offset off). */
+static void lapic_vectors(FILE *f, const char *name,
+			  const struct kvm_lapic_state *l, unsigned off)
+{
+	fprintf(f, " %s", name);
+	for (unsigned w = 0; w < 8; w++) {
+		uint32_t bits;
+
+		memcpy(&bits, l->regs + off + 16 * w, sizeof(bits));
+		for (unsigned b = 0; b < 32; b++)
+			if (bits & (1u << b))
+				fprintf(f, " %u", w * 32 + b);
+	}
+}
+
+void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_mp_state mp;
+	struct kvm_vcpu_events ev;
+	struct kvm_lapic_state lapic;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0) {
+		fprintf(f, "forkbox debug: vCPU %u: its state: %m\n", vcpu->id);
+		return;
+	}
+	fprintf(f, "forkbox debug: vCPU %u: rip %#llx rsp %#llx rflags %#llx "
+		"cr3 %#llx, mp_state %u, interrupt injected %u (vector %u), "
+		"shadow %u, nmi pending %u; LAPIC", vcpu->id,
+		(unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+		(unsigned long long)regs.rflags, (unsigned long long)sregs.cr3,
+		mp.mp_state, ev.interrupt.injected, ev.interrupt.nr,
+		ev.interrupt.shadow, ev.nmi.pending);
+	lapic_vectors(f, "IRR", &lapic, 0x200);
+	lapic_vectors(f, ", ISR", &lapic, 0x100);
+	fprintf(f, "\n");
+}
+
+/* Each vCPU's thread logs its own state (vCPU ioctls wait for KVM_RUN
+ * to end, and only a kick ends it); a thread that does not answer
+ * within a second is not in KVM_RUN: parked, or stuck in the VMM. */
+static void ask_vcpus(struct fb_vm *vm, FILE *f)
+{
+	struct timespec deadline;
+
+	pthread_mutex_lock(&vm->lock);
+	fprintf(f, "forkbox debug: pause_requested %u, %u of %u vCPUs parked, "
+		"pause depth %u, exit reason %d\n", vm->pause_requested,
+		vm->nr_parked, vm->nr_vcpus, vm->pause_depth,
+		(int)vm->exit_reason);
+	pthread_mutex_unlock(&vm->lock);
+	fflush(f);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct fb_vcpu *vcpu = &vm->vcpus[i];
+		const struct kvm_run *run = vcpu->run;
+		bool answered;
+
+		if (run)
+			fprintf(f, "forkbox debug: vCPU %u: last exit to the VMM "
+				"%u, if_flag %u, ready_for_interrupt_injection "
+				"%u\n", i, run->exit_reason, run->if_flag,
+				run->ready_for_interrupt_injection);
+		fflush(f);
+		if (!vcpu->started)
+			continue;
+		__atomic_store_n(&vcpu->debug_requested, true, __ATOMIC_RELEASE);
+		fb_vcpu_kick(vcpu);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 1;
+		pthread_mutex_lock(&vm->lock);
+		while (__atomic_load_n(&vcpu->debug_requested, __ATOMIC_ACQUIRE) &&
+		       pthread_cond_timedwait(&vm->pause_cond, &vm->lock,
+					      &deadline) != ETIMEDOUT)
+			;
+		answered = !__atomic_load_n(&vcpu->debug_requested,
+					    __ATOMIC_ACQUIRE);
+		pthread_mutex_unlock(&vm->lock);
+		if (!answered)
+			fprintf(f, "forkbox debug: vCPU %u did not answer within "
+				"1 s: its thread is not in KVM_RUN\n", i);
+	}
+}
+
+void fb_vm_debug(struct fb_vm *vm, FILE *f)
+{
+	ask_vcpus(vm, f);
+	dump_ioapic(vm, f);
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		fb_virtio_debug(vm->virtio[i], f);
+	fflush(f);
+}
