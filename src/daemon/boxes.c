@@ -211,7 +211,7 @@ static enum MHD_Result create_box(struct fbd_req *r)
 	}
 	err = fb_host_check();
 	if (!err)
-		err = fb_box_create(&spec, name, id);
+		err = fbd_box_create(&spec, name, id);
 	if (err < 0) {
 		ret = fbd_reply_errno(r, err);
 		goto out;
@@ -321,7 +321,7 @@ static enum MHD_Result fork_box(struct fbd_req *r,
 	if (fbd_json_uint(r, body, "n", 1, 1024, &n, &ret) < 0 ||
 	    lifetimes(r, body, &lt, &ret) < 0)
 		goto out;
-	err = fb_box_fork(info, (unsigned)n, &spec, &res);
+	err = fbd_box_fork(info, (unsigned)n, &spec, &res);
 	kids = json_array();
 	for (unsigned i = 0; i < res.nr; i++) {
 		struct fb_box_info child;

@@ -137,6 +137,29 @@ int fbd_pool_acquire(const char *pool, const struct fbd_lifetime *lt,
 void fbd_pools_metrics(void (*fn)(void *opaque, const char *pool,
 				  unsigned idle, unsigned out), void *opaque);
 
+/* ---- spawner.c, spawn_work.c: the process VMMs are forked from ------- */
+
+/* Forks the spawner, which every box's VMM is then forked from (a VMM
+ * forked from the daemon would carry the daemon's heap and threads'
+ * memory). Call it before any thread starts, while the daemon is small. */
+int fbd_spawner_start(void);
+/* Closes the daemon's end (the spawner exits) and reaps it. */
+void fbd_spawner_stop(void);
+/* fb_box_create and fb_box_fork, run in a worker of the spawner: the
+ * same returns, fb_last_error() and *res (children made before an error
+ * included; free it with fb_box_fork_result_free). The spec holds only
+ * what a daemon's does: no console fd, attached box, extra disks, fork
+ * fields or preset id (-EINVAL). A dead spawner is -EPIPE, at once. */
+int fbd_box_create(const struct fb_box_spec *spec, const char *name,
+		   char id[FB_BOX_ID_LEN + 1]);
+int fbd_box_fork(const struct fb_box_info *parent, unsigned n,
+		 const struct fb_box_spec *spec,
+		 struct fb_box_fork_result *res);
+/* The wire (spawn_work.c): a spec as a request's JSON, and a request
+ * served in a worker, its reply (NULL only without memory). */
+int fbd_spec_json(const struct fb_box_spec *spec, json_t **out);
+json_t *fbd_spawn_serve(const char *text, size_t len);
+
 /* ---- metrics.c ----------------------------------------------------- */
 
 enum fbd_hist { FBD_H_CREATE, FBD_H_FORK, FBD_H_ACQUIRE, FBD_H_NR };

@@ -197,12 +197,22 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	/* The spawner before anything else: boxes' VMMs are forked from it,
+	 * and it must be a copy of the daemon while the daemon is one thread
+	 * with a small heap (spawner.c). It keeps the signals blocked above
+	 * (a daemon being stopped lets a boot under way finish), and it does
+	 * nothing until asked: a daemon refused below has begun nothing. */
+	if (fbd_spawner_start() < 0) {
+		fprintf(stderr, "forkboxd: %s\n", fb_last_error());
+		return 1;
+	}
 	/* The sockets first: a daemon refused because another listens must
 	 * not have begun anything (booting a pool's template, reaping). A
 	 * request that comes before the pools are loaded waits for them
 	 * (pool.c); the ready line comes once all runs. */
 	if (fbd_server_start(&cfg) < 0) {
 		fprintf(stderr, "forkboxd: %s\n", fb_last_error());
+		fbd_spawner_stop();
 		return 1;
 	}
 	if (fbd_pools_load() < 0 || fbd_reaper_start() < 0 ||
@@ -211,6 +221,7 @@ int main(int argc, char **argv)
 		set_stopping();
 		fbd_server_stop(&cfg);
 		fbd_pools_stop();
+		fbd_spawner_stop();
 		return 1;
 	}
 	printf("forkboxd: ready on %s%s%s\n", cfg.socket_path,
@@ -226,5 +237,7 @@ int main(int argc, char **argv)
 	/* A pool's template may be booting or its children forking: they
 	 * end first (a boot may take up to a minute). */
 	fbd_pools_stop();
+	/* Last: whatever stopped above may have been making a box. */
+	fbd_spawner_stop();
 	return 0;
 }

@@ -371,7 +371,7 @@ static int boot_template(struct pool *p, char id[FB_BOX_ID_LEN + 1])
 	snprintf(lt.pool, sizeof(lt.pool), "%s", p->name);
 	err = fb_host_check();
 	if (!err)
-		err = fb_box_create(&spec, NULL, id);
+		err = fbd_box_create(&spec, NULL, id);
 	if (!err && fb_box_find(id, &info) == 0)
 		fbd_lifetime_save(info.dir, &lt);
 	return err;
@@ -398,7 +398,7 @@ static int fork_children(const char *pool, const char *template_id,
 	if (parent.state != FB_BOX_RUNNING)
 		return fb_errorf(-ESRCH, "pool %s: its template %s is %s", pool,
 				 template_id, fb_box_state_name(parent.state));
-	err = fb_box_fork(&parent, n, &spec, res);
+	err = fbd_box_fork(&parent, n, &spec, res);
 	for (unsigned i = 0; i < res->nr; i++)
 		if (fb_box_find(res->ids[i].id, &child) == 0)
 			fbd_lifetime_save(child.dir, &lt);
