@@ -98,6 +98,24 @@ static int wait_ready(struct fb_box_vm *b, unsigned timeout_ms, double t0)
 	return 0;
 }
 
+/* The VMM's threads (vCPUs, device workers) get stacks below the 2 MiB
+ * of a transparent huge page: with the default 8 MiB, a stack whose top
+ * lands on a 2 MiB boundary (as the ones mapped beside aligned guest RAM
+ * do) takes a whole huge page for the few KiB it uses, 2 MiB a box. None
+ * of them keeps more than a few KiB on its stack. */
+#define VMM_THREAD_STACK (1u << 20)
+
+static void small_thread_stacks(void)
+{
+	pthread_attr_t attr;
+
+	if (pthread_attr_init(&attr))
+		return;
+	if (!pthread_attr_setstacksize(&attr, VMM_THREAD_STACK))
+		(void)pthread_setattr_default_np(&attr);
+	pthread_attr_destroy(&attr);
+}
+
 int fb_box_vm_prepare(const struct fb_box_spec *spec, const char *dir,
 		      bool listen_ready, struct fb_box_vm **out)
 {
@@ -105,6 +123,7 @@ int fb_box_vm_prepare(const struct fb_box_spec *spec, const char *dir,
 	struct fb_box_vm *b;
 	int err;
 
+	small_thread_stacks();
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return fb_errorf(-ENOMEM, "calloc for the box");
