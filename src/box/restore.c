@@ -76,6 +76,8 @@ static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
 				 (unsigned long long)(size >> 20),
 				 strerror(errno));
+	/* Its zeros in 4 KiB pages, as in the parent (layers.h). */
+	(void)madvise(*host, size, MADV_NOHUGEPAGE);
 	err = fb_mem_layers_map_fresh(l, *host);
 	if (!err)
 		b->layers = *l;

@@ -56,6 +56,9 @@ static int map_run(const struct fb_mem_layers *l, uint8_t *base, uint64_t p,
 		r = mmap(base + p * PAGE, n * PAGE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
 			 MAP_NORESERVE, -1, 0);
+	/* Zeros stay 4 KiB pages (layers.h says why). */
+	if (r != MAP_FAILED && !o)
+		(void)madvise(r, n * PAGE, MADV_NOHUGEPAGE);
 	if (r == MAP_FAILED)
 		return fb_errorf(-errno, "mmap of %llu pages at page %llu from "
 				 "layer %u: %s", (unsigned long long)n,
@@ -201,6 +204,9 @@ int fb_mem_layers_freeze_copy(struct fb_mem_layers *l, uint8_t *host,
 	int fd, err = 0;
 	uint16_t k;
 
+	/* From the first fork on, the box's zeros are 4 KiB pages
+	 * (layers.h): huge pages it holds now stay until split. */
+	(void)madvise(host, l->pages * PAGE, MADV_NOHUGEPAGE);
 	fd = new_layer_fd(l->pages * PAGE);
 	if (fd < 0)
 		return fd;

@@ -42,6 +42,13 @@ void fb_mem_layers_free(struct fb_mem_layers *l);
 int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 		      uint64_t first, uint64_t count);
 
+/* Guest memory made of layers keeps its zero runs in 4 KiB pages
+ * (MADV_NOHUGEPAGE: a parent's whole mapping at its first freeze and
+ * every zero run mapped here, a fork child's whole reservation): with
+ * transparent huge pages and RAM aligned to 2 MiB, a guest's first write
+ * into a free 2 MiB range of zeros would take a whole huge page, in the
+ * parent and in each child, where sharing is the point. */
+
 /* The whole stack over a fresh anonymous mapping of l->pages pages at
  * base: zero runs are left as they are (already zeros), so a child's
  * memory takes one mmap per run of layer pages only (in the lab each

@@ -3,6 +3,7 @@
  * layers for later writes, flattening, and the checks a child makes on
  * what it is handed. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -38,6 +39,34 @@ static uint8_t *child_view(const struct fb_mem_layers *l)
 	/* A fresh child's view, as a fork's child maps it (restore.c). */
 	assert_int_equal(fb_mem_layers_map_fresh(l, c), 0);
 	return c;
+}
+
+/* Whether the mapping holding addr has VmFlags flag (smaps). */
+static bool vma_has_flag(const void *addr, const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false, has = false;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		/* Only a mapping's first line reads as two hex numbers. */
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			char want[8];
+
+			snprintf(want, sizeof(want), " %s", flag);
+			has = strstr(line, want) != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return has;
 }
 
 static void set_bit(uint64_t *bm, uint64_t p)
@@ -76,6 +105,8 @@ static void test_freeze_touched_then_copy(void **state)
 	assert_int_equal(l.owner[7], 1);
 	assert_int_equal(l.owner[PAGES - 1], 1);
 	assert_int_equal(l.owner[3], 0);
+	/* The parent's zeros are 4 KiB pages now (layers.h). */
+	assert_true(vma_has_flag(mem.mapping + 3 * PG, "nh"));
 	seals = fcntl(l.fds[0], F_GET_SEALS);
 	assert_true(seals & F_SEAL_WRITE);
 	assert_int_equal(pwrite(l.fds[0], "x", 1, 0), -1);
