@@ -198,6 +198,9 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 	t_launch = fb_now_ms();
 	err = greet(b, id, spec->ready_timeout_ms ? (int)spec->ready_timeout_ms
 						  : 60000, &dial);
+	/* A guest that never answered: where it was, for the log. */
+	if (err == -ETIMEDOUT)
+		fb_vm_debug(b->vm, stderr);
 	if (err < 0)
 		goto fail;
 	b->ready_ms = fb_now_ms() - t0;

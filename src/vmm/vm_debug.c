@@ -60,6 +60,58 @@ static void lapic_vectors(FILE *f, const char *name,
 	}
 }
 
+/* The guest-physical address of a 64-bit guest virtual one through the
+ * guest's own 4-level page tables at cr3, or UINT64_MAX. Every table
+ * read goes through fb_gpa_ptr: the tables are the guest's to forge. */
+static uint64_t guest_virt_to_phys(const struct fb_guest_mem *mem,
+				   uint64_t cr3, uint64_t va)
+{
+	const uint64_t addr_mask = 0x000ffffffffff000ull;
+	uint64_t table = cr3 & addr_mask;
+
+	for (int level = 3; level >= 0; level--) {
+		unsigned idx = (unsigned)(va >> (12 + 9 * level)) & 511;
+		const uint64_t *e = fb_gpa_ptr(mem, table + 8ull * idx, 8);
+		uint64_t entry;
+
+		if (!e)
+			return UINT64_MAX;
+		memcpy(&entry, e, sizeof(entry));
+		if (!(entry & 1))
+			return UINT64_MAX;
+		/* A 1 GiB or 2 MiB page ends the walk. */
+		if ((level == 2 || level == 1) && (entry & 0x80)) {
+			uint64_t size = 1ull << (12 + 9 * level);
+
+			return (entry & addr_mask & ~(size - 1)) +
+			       (va & (size - 1));
+		}
+		table = entry & addr_mask;
+	}
+	return table + (va & 0xfff);
+}
+
+/* n bytes at a guest virtual address (within one page), in hex. */
+static void guest_bytes(FILE *f, const struct fb_guest_mem *mem,
+			uint64_t cr3, const char *what, uint64_t va, unsigned n)
+{
+	uint64_t pa = guest_virt_to_phys(mem, cr3, va);
+	const uint8_t *p;
+
+	if ((va & 0xfff) + n > 4096)
+		n = 4096 - (unsigned)(va & 0xfff);
+	p = pa == UINT64_MAX ? NULL : fb_gpa_ptr(mem, pa, n);
+	fprintf(f, "forkbox debug:   %s at %#llx:", what,
+		(unsigned long long)va);
+	if (!p) {
+		fprintf(f, " (not mapped)\n");
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		fprintf(f, " %02x", p[i]);
+	fprintf(f, "\n");
+}
+
 void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
 {
 	struct kvm_regs regs;
@@ -86,6 +138,14 @@ void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
 	lapic_vectors(f, "IRR", &lapic, 0x200);
 	lapic_vectors(f, ", ISR", &lapic, 0x100);
 	fprintf(f, "\n");
+	/* What it runs and what called it (long mode only). */
+	if (sregs.efer & (1u << 10)) {
+		guest_bytes(f, &vcpu->vm->mem, sregs.cr3, "code", regs.rip - 16,
+			    48);
+		for (unsigned i = 0; i < 4; i++)
+			guest_bytes(f, &vcpu->vm->mem, sregs.cr3, "stack",
+				    regs.rsp + 64ull * i, 64);
+	}
 }
 
 /* Each vCPU's thread logs its own state (vCPU ioctls wait for KVM_RUN
