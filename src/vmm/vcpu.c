@@ -122,24 +122,13 @@ static void handle_io(struct fb_vcpu *vcpu)
 
 /* A triple fault says nothing of why: where the vCPU was and what its
  * tables were, into the VMM's log, is what tells a guest bug from a
- * memory the host got wrong. */
+ * memory the host got wrong. On AMD, KVM has reset the vCPU by the time
+ * it reports the shutdown: there the registers are reset values. */
 static void log_triple_fault(struct fb_vcpu *vcpu)
 {
-	struct kvm_regs r;
-	struct kvm_sregs s;
-
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 ||
-	    ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0)
-		return;
-	fprintf(stderr, "forkbox vmm: vCPU %u triple fault at rip 0x%llx rsp "
-		"0x%llx cr0 0x%llx cr2 0x%llx cr3 0x%llx cr4 0x%llx efer "
-		"0x%llx idt 0x%llx/%u gdt 0x%llx/%u cs 0x%x\n", vcpu->id,
-		(unsigned long long)r.rip, (unsigned long long)r.rsp,
-		(unsigned long long)s.cr0, (unsigned long long)s.cr2,
-		(unsigned long long)s.cr3, (unsigned long long)s.cr4,
-		(unsigned long long)s.efer, (unsigned long long)s.idt.base,
-		s.idt.limit, (unsigned long long)s.gdt.base, s.gdt.limit,
-		s.cs.selector);
+	fprintf(stderr, "forkbox vmm: vCPU %u triple fault; its state:\n",
+		vcpu->id);
+	fb_vcpu_debug(vcpu, stderr);
 }
 
 static void handle_exit(struct fb_vcpu *vcpu)

@@ -129,10 +129,16 @@ void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
 		return;
 	}
 	fprintf(f, "forkbox debug: vCPU %u: rip %#llx rsp %#llx rflags %#llx "
-		"cr3 %#llx, mp_state %u, interrupt injected %u (vector %u), "
-		"shadow %u, nmi pending %u; LAPIC", vcpu->id,
+		"cs %#x cr0 %#llx cr2 %#llx cr3 %#llx cr4 %#llx efer %#llx "
+		"idt %#llx/%u gdt %#llx/%u, mp_state %u, interrupt injected %u "
+		"(vector %u), shadow %u, nmi pending %u; LAPIC", vcpu->id,
 		(unsigned long long)regs.rip, (unsigned long long)regs.rsp,
-		(unsigned long long)regs.rflags, (unsigned long long)sregs.cr3,
+		(unsigned long long)regs.rflags, sregs.cs.selector,
+		(unsigned long long)sregs.cr0, (unsigned long long)sregs.cr2,
+		(unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4,
+		(unsigned long long)sregs.efer,
+		(unsigned long long)sregs.idt.base, sregs.idt.limit,
+		(unsigned long long)sregs.gdt.base, sregs.gdt.limit,
 		mp.mp_state, ev.interrupt.injected, ev.interrupt.nr,
 		ev.interrupt.shadow, ev.nmi.pending);
 	lapic_vectors(f, "IRR", &lapic, 0x200);
