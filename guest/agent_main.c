@@ -314,8 +314,7 @@ void fb_agent_run(int console_fd, const char *root_dev,
 	}
 	/* Without it PID 1 forks on accept, as it does when a spare
 	 * cannot be forked. */
-	if (pipe2(spare_pipe, O_CLOEXEC) < 0 ||
-	    fcntl(spare_pipe[0], F_SETFL, O_NONBLOCK) < 0)
+	if (pipe2(spare_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		fbg_log("pipe for spare servers: %s", strerror(errno));
 	fork_spare(listen_fd, sig_fd);
 	say_ready(boot_ns);

@@ -54,12 +54,12 @@ int fb_agent_handshake(int fd, int timeout_ms, struct fb_agent_hello *hello)
 	return fba_read_hello(fd, fba_deadline(timeout_ms), hello);
 }
 
-/* Reads "OK <hostport>\n" a byte at a time: what follows the newline is
- * the agent's HELLO, which must stay in the socket. */
 /* The VMM closes a CONNECT that the guest neither took nor refused
  * within its handshake limit (seconds); an RST comes at once. */
 #define REFUSED_AT_ONCE_MS 2000
 
+/* Reads "OK <hostport>\n" a byte at a time: what follows the newline is
+ * the agent's HELLO, which must stay in the socket. */
 static int read_ok_line(int fd, int64_t deadline, const char *path, uint32_t port)
 {
 	char line[HANDSHAKE_LINE_MAX + 1];

@@ -76,11 +76,13 @@ int cmd_debug(int argc, char **argv)
 	if (argc == 2 && !strcmp(argv[1], "--help")) {
 		printf("usage: forkbox debug BOX\n\nWrites the box's VMM state "
 		       "into its vmm.log, for a bug report on a guest that\n"
-		       "stopped answering: each vCPU's last exit, the IOAPIC "
-		       "pins of its virtio devices,\nand every virtio "
-		       "device's registers and queue indices (vsock: its "
-		       "connections).\nThe box runs on; prints the log's "
-		       "path.\n");
+		       "stopped answering: whether a pause is in force; each "
+		       "vCPU's last exit, registers,\npending events, LAPIC "
+		       "vectors and the code at its rip (or that its thread "
+		       "is\nnot in KVM_RUN); the IOAPIC pins of its virtio "
+		       "devices; and every virtio\ndevice's registers and "
+		       "queue indices (vsock: its connections).\nThe box "
+		       "runs on; prints the log's path.\n");
 		return 0;
 	}
 	r = simple("debug", argc, argv, "");

@@ -94,9 +94,10 @@ struct fb_vm {
 int fb_vm_dirty_start(struct fb_vm *vm);
 int fb_vm_dirty_fetch(struct fb_vm *vm, uint64_t *bitmap);
 
-/* Writes the vCPUs' last exits, the IOAPIC pins of the virtio devices
- * and every virtio device's transport and queue state to f
- * (vm_debug.c). Any thread, while the VM runs. */
+/* Writes the pause state, each vCPU's state (asked of its own thread,
+ * up to a second each), the IOAPIC pins of the virtio devices and every
+ * virtio device's transport and queue state to f (vm_debug.c). Any
+ * thread but a vCPU's, while the VM runs. */
 void fb_vm_debug(struct fb_vm *vm, FILE *f);
 
 /* Drives a GSI line of the in-kernel irqchip. */
@@ -112,8 +113,8 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 int fb_vcpu_create(struct fb_vm *vm, unsigned id);
 void *fb_vcpu_thread(void *arg);
 void fb_vcpu_kick(struct fb_vcpu *vcpu);
-/* On the vCPU's own thread: its registers, events and LAPIC IRR/ISR
- * bits to f (vm_debug.c). */
+/* On the vCPU's own thread: its registers, events, LAPIC IRR/ISR bits
+ * and the code at rip and top of its stack to f (vm_debug.c). */
 void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f);
 int fb_vcpu_signal_setup(void);
 /* vm->first_run_ns, from any thread. */
