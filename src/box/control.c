@@ -14,6 +14,7 @@
 #include "box/control.h"
 #include "devices/virtio/balloon.h"
 #include "util/error.h"
+#include "util/sock.h"
 #include "util/file.h"
 #include "vmm/vm.h"
 
@@ -70,7 +71,6 @@ static int read_line(int fd, char *buf, size_t len, int *fds, unsigned max,
 			.msg_iov = &iov, .msg_iovlen = 1,
 			.msg_control = cm.buf, .msg_controllen = sizeof(cm.buf),
 		};
-		struct cmsghdr *c;
 		char *nl;
 		ssize_t n;
 		int r = poll(&p, 1, timeout_ms);
@@ -83,24 +83,7 @@ static int read_line(int fd, char *buf, size_t len, int *fds, unsigned max,
 		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
-		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-			unsigned k;
-
-			if (c->cmsg_level != SOL_SOCKET ||
-			    c->cmsg_type != SCM_RIGHTS)
-				continue;
-			k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (unsigned i = 0; i < k; i++) {
-				int f;
-
-				memcpy(&f, CMSG_DATA(c) + i * sizeof(int),
-				       sizeof(int));
-				if (*nr_fds < max)
-					fds[(*nr_fds)++] = f;
-				else
-					close(f);
-			}
-		}
+		fb_take_fds(&msg, fds, max, nr_fds);
 		if (n <= 0)
 			break;
 		nl = memchr(buf + got, '\n', (size_t)n);
@@ -125,19 +108,16 @@ static void reply(int fd, int err, const char *detail)
 	(void)fb_write_full(fd, line, strlen(line));
 }
 
+_Static_assert(2 + FB_LAYERS_MAX <= FB_SOCK_MAX_FDS,
+	       "a fork template's fds fit one message");
+
 /* The reply line and the template's fds in one message: fds travel
  * with the first byte. */
 static void serve_fork(struct fb_box_vm *b, int fd)
 {
 	struct fb_fork_template t;
 	int fds[2 + FB_LAYERS_MAX];
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(fds))];
-	} cm;
 	char line[256];
-	struct iovec iov;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	unsigned n;
 	int err = fb_box_vm_fork(b, &t);
 
@@ -152,15 +132,7 @@ static void serve_fork(struct fb_box_vm *b, int fd)
 	snprintf(line, sizeof(line), "ok paused_ms=%.2f layers=%u runs=%llu%s%s\n",
 		 t.paused_ms, t.nr_layers, (unsigned long long)t.runs,
 		 t.disk_frozen[0] ? " disk=" : "", t.disk_frozen);
-	iov = (struct iovec){ line, strlen(line) };
-	memset(&cm, 0, sizeof(cm));
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
-	cm.h.cmsg_level = SOL_SOCKET;
-	cm.h.cmsg_type = SCM_RIGHTS;
-	cm.h.cmsg_len = CMSG_LEN(n * sizeof(int));
-	memcpy(CMSG_DATA(&cm.h), fds, n * sizeof(int));
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0)
+	if (fb_send_with_fds(fd, line, strlen(line), fds, n) < 0)
 		fprintf(stderr, "forkbox vmm: fork: sendmsg: %s\n",
 			strerror(errno));
 	fb_fork_template_close(&t);

@@ -35,6 +35,7 @@
 #include "forkbox/forkbox.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/sock.h"
 
 #define MAX_REQUEST (64u << 10)  /* a spec's paths, a few KiB at most */
 #define MAX_REPLY (16u << 20)    /* 1024 fork children are ~40 KiB */
@@ -154,25 +155,11 @@ static void reap(int sig_fd)
 /* The first fd a message came with; any others closed. */
 static int take_fd(struct msghdr *m)
 {
+	unsigned nr = 0;
 	int fd = -1;
 
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		size_t nr;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		nr = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < nr; i++) {
-			int got;
-
-			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(got));
-			if (fd < 0)
-				fd = got;
-			else
-				close(got);
-		}
-	}
-	return fd;
+	fb_take_fds(m, &fd, 1, &nr);
+	return nr ? fd : -1;
 }
 
 static void take_request(int sock)
@@ -380,34 +367,20 @@ static int spawner_died(void)
 
 static int send_request(const char *text, int reply_fd)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = (void *)text,
-			     .iov_len = strlen(text) };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-			    .msg_control = ctl.buf,
-			    .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	size_t len = strlen(text);
 	ssize_t n;
 	int e;
 
-	if (iov.iov_len > MAX_REQUEST)
+	if (len > MAX_REQUEST)
 		return fb_errorf(-E2BIG, "forkboxd's spawner: a request of %zu "
-				 "bytes (at most %u)", iov.iov_len,
-				 MAX_REQUEST);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &reply_fd, sizeof(int));
+				 "bytes (at most %u)", len, MAX_REQUEST);
 	pthread_mutex_lock(&lock);
 	if (spawner_fd < 0) {
 		pthread_mutex_unlock(&lock);
 		return fb_errorf(-EPIPE, "forkboxd's spawner is not running");
 	}
 	do
-		n = sendmsg(spawner_fd, &m, MSG_NOSIGNAL);
+		n = fb_send_with_fds(spawner_fd, text, len, &reply_fd, 1);
 	while (n < 0 && errno == EINTR);
 	e = errno;
 	pthread_mutex_unlock(&lock);
