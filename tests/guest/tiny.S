@@ -19,6 +19,11 @@
  *      at 3 MiB, and any copy that disagrees prints "BAD\n" and powers off.
  *      "zf" also keeps it in %xmm0 ("sse\n") and, with AVX, in %ymm1's
  *      upper half ("avx\n") (KVM-PVM cannot run these from this guest)
+ *   m  writes generation after generation into 512 pages (2 MiB at 4 MiB):
+ *      each pass checks that every page still holds the generation before
+ *      (at two offsets), writes the next, then checks it; a line "m" every 64
+ *      generations, "BAD\n" and power-off on the first page that
+ *      disagrees (for fork tests: no page may go back in time)
  *   anything else: ACPI S5 power-off
  */
 	.text
@@ -72,6 +77,8 @@ entry64:
 	je virtio_wild
 	cmp $'z', %al
 	je count
+	cmp $'m', %al
+	je many
 poweroff:
 	mov $0x3c0, %dx
 	mov $0x34, %al          /* SLP_EN | SLP_TYP 5 */
@@ -273,6 +280,37 @@ count_copy:
 	jne 1f
 	vbroadcastsd (%r15), %ymm1
 1:	ret
+/* %r12 the generation written last; %r14 the next page to look at. */
+many:
+	mov $0x3f8, %dx
+	xor %r12d, %r12d
+1:	mov $0x400000, %r14
+2:	cmp %r12, (%r14)        /* the generation before, still there? */
+	jne count_bad
+	cmp %r12, 2048(%r14)
+	jne count_bad
+	lea 1(%r12), %rax
+	mov %rax, (%r14)
+	mov %rax, 2048(%r14)
+	add $4096, %r14
+	cmp $0x600000, %r14
+	jb 2b
+	inc %r12
+	mov $0x400000, %r14
+3:	cmp %r12, (%r14)        /* and the one just written */
+	jne count_bad
+	cmp %r12, 2048(%r14)
+	jne count_bad
+	add $4096, %r14
+	cmp $0x600000, %r14
+	jb 3b
+	test $63, %r12
+	jnz 1b
+	mov $'m', %al
+	out %al, %dx
+	mov $'\n', %al
+	out %al, %dx
+	jmp 1b
 count_bad:
 	lea bad_msg(%rip), %rdi
 	call puts
