@@ -50,8 +50,8 @@
 
 static const char *const modules[] = {
 	"virtio_ring", "virtio", "virtio_pci_modern_dev",
-	"virtio_pci_legacy_dev", "virtio_pci", "9pnet", "9pnet_virtio",
-	"netfs", "fscache", "9p", "overlay", "irqbypass", "kvm", "ccp",
+	"virtio_pci_legacy_dev", "virtio_pci", "netfs", "fscache", "9pnet",
+	"9pnet_virtio", "9p", "overlay", "irqbypass", "kvm", "ccp",
 	"kvm-amd",
 };
 
