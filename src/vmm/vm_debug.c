@@ -144,6 +144,14 @@ void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
 	lapic_vectors(f, "IRR", &lapic, 0x200);
 	lapic_vectors(f, ", ISR", &lapic, 0x100);
 	fprintf(f, "\n");
+	/* A page table root outside guest RAM cannot be the guest's: seen
+	 * in the lab, whose emulation of SVM handed KVM the host's own
+	 * registers as a guest's (docs/ARCHITECTURE.md, "The lab"). */
+	if ((sregs.cr0 & (1u << 31)) &&
+	    !fb_gpa_ptr(&vcpu->vm->mem, sregs.cr3 & ~0xfffull, 4096))
+		fprintf(f, "forkbox debug: vCPU %u: cr3 %#llx is outside guest "
+			"RAM: this state is not one the guest made\n",
+			vcpu->id, (unsigned long long)sregs.cr3);
 	/* What it runs and what called it (long mode only). */
 	if (sregs.efer & (1u << 10)) {
 		guest_bytes(f, &vcpu->vm->mem, sregs.cr3, "code", regs.rip - 16,
