@@ -55,6 +55,38 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 	return fb_agent_dial_reinject(b->uds, &ri, NULL, times, timeout_ms);
 }
 
+/* The VM's state into the log (fb_vm_debug) for a guest that did not
+ * answer; -ETIMEDOUT with the error it had, which gains the vCPU's rip
+ * when its state is not one the guest made (a page table root outside
+ * its RAM: the lab's emulation, docs/ARCHITECTURE.md "The lab"), since a
+ * failed box's log goes with its directory. */
+static int log_unanswered(struct fb_box_vm *b)
+{
+	char why[512], *dump = NULL, *rip;
+	size_t len = 0;
+	FILE *m;
+
+	snprintf(why, sizeof(why), "%s", fb_last_error());
+	m = open_memstream(&dump, &len);
+	if (!m) {
+		fb_vm_debug(b->vm, stderr);
+		return fb_errorf(-ETIMEDOUT, "%s", why);
+	}
+	fb_vm_debug(b->vm, m);
+	fclose(m);
+	fputs(dump, stderr);
+	rip = strstr(dump, "is outside guest RAM") ? strstr(dump, ": rip 0x")
+						   : NULL;
+	if (rip)
+		fb_errorf(-ETIMEDOUT, "%s (its vCPU's state is not one the "
+			  "guest made: rip %.18s, cr3 outside its RAM)", why,
+			  rip + 6);
+	else
+		fb_errorf(-ETIMEDOUT, "%s", why);
+	free(dump);
+	return -ETIMEDOUT;
+}
+
 /* A fork's child: the parent's layers mapped MAP_PRIVATE into a fresh
  * reservation, and kept so this box can fork in turn. Kept by taking
  * them over, not by a copy: this VMM process got them over fork() from
@@ -200,7 +232,7 @@ int fb_box_vm_restore(const struct fb_box_spec *spec, const char *dir,
 						  : 60000, &dial);
 	/* A guest that never answered: where it was, for the log. */
 	if (err == -ETIMEDOUT)
-		fb_vm_debug(b->vm, stderr);
+		err = log_unanswered(b);
 	if (err < 0)
 		goto fail;
 	b->ready_ms = fb_now_ms() - t0;
