@@ -79,8 +79,8 @@ static int log_unanswered(struct fb_box_vm *b)
 						   : NULL;
 	if (rip)
 		fb_errorf(-ETIMEDOUT, "%s (its vCPU's state is not one the "
-			  "guest made: rip %.18s, cr3 outside its RAM)", why,
-			  rip + 6);
+			  "guest made: rip %.*s, cr3 outside its RAM)", why,
+			  (int)strcspn(rip + 6, " \n"), rip + 6);
 	else
 		fb_errorf(-ETIMEDOUT, "%s", why);
 	free(dump);
