@@ -62,29 +62,16 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
  * failed box's log goes with its directory. */
 static int log_unanswered(struct fb_box_vm *b)
 {
-	char why[512], *dump = NULL, *rip;
-	size_t len = 0;
-	FILE *m;
+	char why[512];
+	uint64_t rip;
 
 	snprintf(why, sizeof(why), "%s", fb_last_error());
-	m = open_memstream(&dump, &len);
-	if (!m) {
-		fb_vm_debug(b->vm, stderr);
-		return fb_errorf(-ETIMEDOUT, "%s", why);
-	}
-	fb_vm_debug(b->vm, m);
-	fclose(m);
-	fputs(dump, stderr);
-	rip = strstr(dump, "is outside guest RAM") ? strstr(dump, ": rip 0x")
-						   : NULL;
-	if (rip)
-		fb_errorf(-ETIMEDOUT, "%s (its vCPU's state is not one the "
-			  "guest made: rip %.*s, cr3 outside its RAM)", why,
-			  (int)strcspn(rip + 6, " \n"), rip + 6);
-	else
-		fb_errorf(-ETIMEDOUT, "%s", why);
-	free(dump);
-	return -ETIMEDOUT;
+	fb_vm_debug(b->vm, stderr);
+	if (fb_vm_foreign_state(b->vm, &rip))
+		return fb_errorf(-ETIMEDOUT, "%s (its vCPU's state is not one "
+				 "the guest made: rip %#llx, cr3 outside its "
+				 "RAM)", why, (unsigned long long)rip);
+	return fb_errorf(-ETIMEDOUT, "%s", why);
 }
 
 /* A fork's child: the parent's layers mapped MAP_PRIVATE into a fresh

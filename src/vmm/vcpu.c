@@ -128,7 +128,7 @@ static void log_triple_fault(struct fb_vcpu *vcpu)
 {
 	fprintf(stderr, "forkbox vmm: vCPU %u triple fault; its state:\n",
 		vcpu->id);
-	fb_vcpu_debug(vcpu, stderr);
+	fb_vcpu_debug(vcpu, stderr, NULL);
 }
 
 static void handle_exit(struct fb_vcpu *vcpu)
@@ -212,8 +212,11 @@ static void park(struct fb_vcpu *vcpu)
 
 static void answer_debug(struct fb_vcpu *vcpu)
 {
-	fb_vcpu_debug(vcpu, stderr);
+	struct fb_vcpu_seen seen;
+
+	fb_vcpu_debug(vcpu, stderr, &seen);
 	pthread_mutex_lock(&vcpu->vm->lock);
+	vcpu->seen = seen;
 	__atomic_store_n(&vcpu->debug_requested, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vcpu->vm->pause_cond);
 	pthread_mutex_unlock(&vcpu->vm->lock);

@@ -17,6 +17,14 @@
 #include "vmm/bus.h"
 #include "vmm/guest_mem.h"
 
+/* What a vCPU's debug dump found. foreign: paging on with cr3 outside
+ * guest RAM, a state the guest cannot have made (the lab's fault, in
+ * docs/ARCHITECTURE.md "The lab"); rip: where the vCPU was. */
+struct fb_vcpu_seen {
+	bool foreign;
+	uint64_t rip;
+};
+
 struct fb_vcpu {
 	struct fb_vm *vm;
 	unsigned id;
@@ -28,6 +36,8 @@ struct fb_vcpu {
 	/* fb_vm_debug asks the vCPU's thread to log its registers and
 	 * pending events (atomic; cleared under vm->lock once done). */
 	bool debug_requested;
+	/* What that answer found (under vm->lock): fb_vm_foreign_state. */
+	struct fb_vcpu_seen seen;
 };
 
 struct fb_console {
@@ -94,11 +104,15 @@ struct fb_vm {
 int fb_vm_dirty_start(struct fb_vm *vm);
 int fb_vm_dirty_fetch(struct fb_vm *vm, uint64_t *bitmap);
 
-/* Writes the pause state, each vCPU's state (asked of its own thread,
- * up to a second each), the IOAPIC pins of the virtio devices and every
- * virtio device's transport and queue state to f (vm_debug.c). Any
- * thread but a vCPU's, while the VM runs. */
+/* Writes the pause state, the IOAPIC pins of the virtio devices and
+ * every virtio device's transport and queue state to f, and has each
+ * vCPU's thread write its state to stderr (the VMM's log; up to a
+ * second each) (vm_debug.c). Any thread but a vCPU's, while the VM
+ * runs. */
 void fb_vm_debug(struct fb_vm *vm, FILE *f);
+/* After fb_vm_debug: whether a vCPU's state was one the guest cannot
+ * have made, and that vCPU's rip. */
+bool fb_vm_foreign_state(struct fb_vm *vm, uint64_t *rip);
 
 /* Drives a GSI line of the in-kernel irqchip. */
 void fb_vm_irq_line(struct fb_vm *vm, unsigned gsi, int level);
@@ -113,9 +127,11 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 int fb_vcpu_create(struct fb_vm *vm, unsigned id);
 void *fb_vcpu_thread(void *arg);
 void fb_vcpu_kick(struct fb_vcpu *vcpu);
-/* On the vCPU's own thread: its registers, events, LAPIC IRR/ISR bits
- * and the code at rip and top of its stack to f (vm_debug.c). */
-void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f);
+/* On the vCPU's own thread (or any, while none runs it): its registers,
+ * events, LAPIC IRR/ISR bits and the code at rip and top of its stack
+ * to f (vm_debug.c); what it found into *seen, if not NULL. */
+void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f,
+		   struct fb_vcpu_seen *seen);
 int fb_vcpu_signal_setup(void);
 /* vm->first_run_ns, from any thread. */
 uint64_t fb_vm_first_run_ns(struct fb_vm *vm);

@@ -112,8 +112,11 @@ static void guest_bytes(FILE *f, const struct fb_guest_mem *mem,
 	fprintf(f, "\n");
 }
 
-void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
+void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f,
+		   struct fb_vcpu_seen *seen)
 {
+	bool foreign;
+
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_mp_state mp;
@@ -126,6 +129,8 @@ void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
 	    ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
 	    ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0) {
 		fprintf(f, "forkbox debug: vCPU %u: its state: %m\n", vcpu->id);
+		if (seen)
+			*seen = (struct fb_vcpu_seen){ 0 };
 		return;
 	}
 	fprintf(f, "forkbox debug: vCPU %u: rip %#llx rsp %#llx rflags %#llx "
@@ -147,8 +152,12 @@ void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f)
 	/* A page table root outside guest RAM cannot be the guest's: seen
 	 * in the lab, whose emulation of SVM handed KVM the host's own
 	 * registers as a guest's (docs/ARCHITECTURE.md, "The lab"). */
-	if ((sregs.cr0 & (1u << 31)) &&
-	    !fb_gpa_ptr(&vcpu->vm->mem, sregs.cr3 & ~0xfffull, 4096))
+	foreign = (sregs.cr0 & (1u << 31)) &&
+		  !fb_gpa_ptr(&vcpu->vm->mem, sregs.cr3 & ~0xfffull, 4096);
+	if (seen)
+		*seen = (struct fb_vcpu_seen){ .foreign = foreign,
+					       .rip = regs.rip };
+	if (foreign)
 		fprintf(f, "forkbox debug: vCPU %u: cr3 %#llx is outside guest "
 			"RAM: this state is not one the guest made\n",
 			vcpu->id, (unsigned long long)sregs.cr3);
@@ -189,6 +198,9 @@ static void ask_vcpus(struct fb_vm *vm, FILE *f)
 		fflush(f);
 		if (!vcpu->started)
 			continue;
+		pthread_mutex_lock(&vm->lock);
+		vcpu->seen = (struct fb_vcpu_seen){ 0 };
+		pthread_mutex_unlock(&vm->lock);
 		__atomic_store_n(&vcpu->debug_requested, true, __ATOMIC_RELEASE);
 		fb_vcpu_kick(vcpu);
 		clock_gettime(CLOCK_REALTIME, &deadline);
@@ -214,4 +226,17 @@ void fb_vm_debug(struct fb_vm *vm, FILE *f)
 	for (unsigned i = 0; i < vm->nr_virtio; i++)
 		fb_virtio_debug(vm->virtio[i], f);
 	fflush(f);
+}
+
+bool fb_vm_foreign_state(struct fb_vm *vm, uint64_t *rip)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus && !found; i++) {
+		found = vm->vcpus[i].seen.foreign;
+		*rip = vm->vcpus[i].seen.rip;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return found;
 }

@@ -2,8 +2,9 @@
  * included), with the tiny guest's counting mode (tests/guest/tiny.S,
  * 'z'): a guest saved mid-count and restored into a second VM over a copy
  * of its memory carries on with the next number; save, restore, save
- * gives the same state; a corrupted state is refused. The test drives
- * KVM_RUN itself, so it stops the guest right after a chosen line. */
+ * gives the same state; a corrupted state is refused; a debug dump tells
+ * a state the guest cannot have made. The test drives KVM_RUN itself, so
+ * it stops the guest right after a chosen line. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,7 +12,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +523,55 @@ static void test_clock_modes(void **state)
 	fb_vm_destroy(vm);
 }
 
+/* A dump of one vCPU's state (fb_vcpu_debug) flags a page table root
+ * outside guest RAM as a state the guest cannot have made, with its rip
+ * (restore.c puts that into an unanswered box's error), and only that:
+ * paging off, or a root inside RAM, is the guest's own. */
+static bool foreign_with(struct fb_vm *vm, uint64_t cr0, uint64_t cr3,
+			 uint64_t rip, char *dump, size_t dump_len)
+{
+	struct fb_vcpu *vcpu = &vm->vcpus[0];
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct fb_vcpu_seen seen = { .foreign = !cr0, .rip = 1 };
+	FILE *f = fmemopen(dump, dump_len, "w");
+
+	assert_non_null(f);
+	assert_int_equal(ioctl(vcpu->fd, KVM_GET_SREGS, &sregs), 0);
+	assert_int_equal(ioctl(vcpu->fd, KVM_GET_REGS, &regs), 0);
+	/* 64-bit long mode, as a Linux guest runs. */
+	sregs.cr0 = cr0;
+	sregs.cr3 = cr3;
+	sregs.cr4 |= 1u << 5;			/* PAE */
+	sregs.efer |= (1u << 8) | (1u << 10);	/* LME, LMA */
+	sregs.cs.l = 1;
+	sregs.cs.db = 0;
+	regs.rip = rip;
+	assert_int_equal(ioctl(vcpu->fd, KVM_SET_SREGS, &sregs), 0);
+	assert_int_equal(ioctl(vcpu->fd, KVM_SET_REGS, &regs), 0);
+	fb_vcpu_debug(vcpu, f, &seen);
+	fclose(f);
+	assert_int_equal(seen.rip, rip);
+	return seen.foreign;
+}
+
+static void test_debug_flags_foreign_state(void **state)
+{
+	const uint64_t paged = 0x80000001ull; /* PG, PE */
+	const uint64_t lab_rip = 0xffffffffc043a20cull;
+	struct fb_vm *vm = create();
+	static char dump[16384];
+
+	/* 32 MiB of RAM: 1 GiB lies outside it. */
+	assert_true(foreign_with(vm, paged, 1ull << 30, lab_rip, dump,
+				 sizeof(dump)));
+	assert_non_null(strstr(dump, "is outside guest RAM"));
+	assert_false(foreign_with(vm, paged, 0x10000, lab_rip, dump,
+				  sizeof(dump)));
+	assert_null(strstr(dump, "is outside guest RAM"));
+	fb_vm_destroy(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,6 +581,7 @@ int main(void)
 		cmocka_unit_test(test_edited_state_applies),
 		cmocka_unit_test(test_corrupt_state_refused),
 		cmocka_unit_test(test_clock_modes),
+		cmocka_unit_test(test_debug_flags_foreign_state),
 	};
 
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
