@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,27 +82,10 @@ static int log_unanswered(struct fb_box_vm *b)
 static int map_fork_memory(struct fb_box_vm *b, const struct fb_mem_layers *l,
 			   uint64_t size, uint8_t **host)
 {
-	int err;
+	int err = fb_mem_layers_map_guest(l, size, host);
 
-	if (l->pages != size / FB_PAGE_SIZE)
-		return fb_errorf(-EINVAL, "fork: %llu pages of layers for %llu "
-				 "MiB of RAM", (unsigned long long)l->pages,
-				 (unsigned long long)(size >> 20));
-	*host = fb_guest_mem_map(size, MAP_PRIVATE | MAP_ANONYMOUS |
-				 MAP_NORESERVE, -1);
-	if (*host == MAP_FAILED)
-		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
-				 (unsigned long long)(size >> 20),
-				 strerror(errno));
-	/* Its zeros in 4 KiB pages, as in the parent (layers.h). */
-	(void)madvise(*host, size, MADV_NOHUGEPAGE);
-	err = fb_mem_layers_map_fresh(l, *host);
 	if (!err)
 		b->layers = *l;
-	if (err) {
-		munmap(*host, size);
-		*host = NULL;
-	}
 	return err;
 }
 

@@ -14,6 +14,7 @@
 #include "snapshot/snap_util.h"
 #include "util/error.h"
 #include "util/le.h"
+#include "vmm/guest_mem.h"
 
 #define PAGE FB_PAGE_SIZE
 #define SEALS_FROZEN (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
@@ -99,6 +100,33 @@ int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
 int fb_mem_layers_map_fresh(const struct fb_mem_layers *l, uint8_t *base)
 {
 	return map_range(l, base, 0, l->pages, true);
+}
+
+int fb_mem_layers_map_guest(const struct fb_mem_layers *l, uint64_t size,
+			    uint8_t **host)
+{
+	int err;
+
+	if (l->pages != size / PAGE)
+		return fb_errorf(-EINVAL, "fork: %llu pages of layers for %llu "
+				 "MiB of RAM", (unsigned long long)l->pages,
+				 (unsigned long long)(size >> 20));
+	*host = fb_guest_mem_map(size, MAP_PRIVATE | MAP_ANONYMOUS |
+				 MAP_NORESERVE, -1);
+	if (*host == MAP_FAILED) {
+		*host = NULL;
+		return fb_errorf(-errno, "mmap of %llu MiB guest memory: %s",
+				 (unsigned long long)(size >> 20),
+				 strerror(errno));
+	}
+	/* Its zeros in 4 KiB pages, as in the parent (layers.h). */
+	(void)madvise(*host, size, MADV_NOHUGEPAGE);
+	err = fb_mem_layers_map_fresh(l, *host);
+	if (err) {
+		munmap(*host, size);
+		*host = NULL;
+	}
+	return err;
 }
 
 uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l)

@@ -56,6 +56,12 @@ int fb_mem_layers_map(const struct fb_mem_layers *l, uint8_t *base,
  * half of them zeros). */
 int fb_mem_layers_map_fresh(const struct fb_mem_layers *l, uint8_t *base);
 
+/* A fork child's guest RAM: size bytes (l's pages) reserved on a 2 MiB
+ * boundary (fb_guest_mem_map) with the whole stack mapped over it, into
+ * *host; on an error *host is NULL. */
+int fb_mem_layers_map_guest(const struct fb_mem_layers *l, uint64_t size,
+			    uint8_t **host);
+
 /* How many mappings fb_mem_layers_map() makes for the whole stack. */
 uint64_t fb_mem_layers_runs(const struct fb_mem_layers *l);
 

@@ -128,10 +128,7 @@ static void run_child(struct fb_fork_template *t, unsigned round)
 						t->layer_fds, t->nr_layers,
 						size / FB_PAGE_SIZE), 0);
 	t->nr_layers = 0; /* taken by l */
-	host = fb_guest_mem_map(size, MAP_PRIVATE | MAP_ANONYMOUS |
-				MAP_NORESERVE, -1);
-	assert_true(host != MAP_FAILED);
-	assert_int_equal(fb_mem_layers_map_fresh(&l, host), 0);
+	assert_int_equal(fb_mem_layers_map_guest(&l, size, &host), 0);
 	struct fb_vm_config vmc = {
 		.cpus = cfg.cpus, .mem_mib = cfg.mem_mib, .cmdline = "",
 		.console_log_fd = c.log, .console_live_fd = -1,
