@@ -23,8 +23,11 @@
 
 #define CGROUP2_MAGIC 0x63677270
 #define SYSFS_MAGIC 0x62656572
-#define CONTROLLERS "+memory +cpu +pids"
 #define CLEANUP_TIMEOUT_MS 5000
+
+/* What a box's limits need, in every cgroup above its own. */
+static const char *const controllers[] = { "memory", "cpu", "pids" };
+#define NR_CONTROLLERS (sizeof(controllers) / sizeof(controllers[0]))
 
 /* word appears in the space-separated list text. */
 static bool has_word(const char *text, const char *word)
@@ -90,16 +93,20 @@ static int ensure_cgroup2(void)
  * controller is missing. */
 static int enable_controllers(const char *dir)
 {
-	char path[PATH_MAX + 32], have[256];
-	const char *want[] = { "memory", "cpu", "pids" };
+	char path[PATH_MAX + 32], have[256], add[64] = "";
 	bool all = true;
 
 	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
 	if (fb_read_text(path, have, sizeof(have)) < 0)
 		all = false;
-	for (unsigned i = 0; all && i < sizeof(want) / sizeof(want[0]); i++)
-		all = has_word(have, want[i]);
-	return all ? 0 : write_str(path, CONTROLLERS);
+	for (unsigned i = 0; all && i < NR_CONTROLLERS; i++)
+		all = has_word(have, controllers[i]);
+	if (all)
+		return 0;
+	for (unsigned i = 0; i < NR_CONTROLLERS; i++)
+		snprintf(add + strlen(add), sizeof(add) - strlen(add), "%s+%s",
+			 i ? " " : "", controllers[i]);
+	return write_str(path, add);
 }
 
 /* FB_JAIL_CGROUP_ROOT/forkbox/<id>, made with its controllers. */
