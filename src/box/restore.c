@@ -55,16 +55,21 @@ static int greet(struct fb_box_vm *b, const char *box_id, int timeout_ms,
 }
 
 /* The VM's state into the log (fb_vm_debug) for a guest that did not
- * answer; -ETIMEDOUT with the error it had, which gains the vCPU's rip
- * when its state is not one the guest made (a page table root outside
- * its RAM: the lab's emulation, docs/ARCHITECTURE.md "The lab"), since a
- * failed box's log goes with its directory. */
+ * answer; -ETIMEDOUT with the error it had, which gains how its VM ended
+ * if it did, or the vCPU's rip when its state is not one the guest made
+ * (a page table root outside its RAM: the lab's emulation,
+ * docs/ARCHITECTURE.md "The lab"), since a failed box's log goes with its
+ * directory. */
 static int log_unanswered(struct fb_box_vm *b)
 {
-	char why[512];
+	char why[512], end[320];
 	uint64_t rip;
 
 	snprintf(why, sizeof(why), "%s", fb_last_error());
+	/* One that ended (a triple fault, a panic) has logged how. */
+	if (fb_vm_ended(b->vm, end, sizeof(end)))
+		return fb_errorf(-ETIMEDOUT, "%s (its VM had ended: %s)", why,
+				 end);
 	fb_vm_debug(b->vm, stderr);
 	if (fb_vm_foreign_state(b->vm, &rip))
 		return fb_errorf(-ETIMEDOUT, "%s (its vCPU's state is not one "

@@ -73,6 +73,20 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 	pthread_mutex_unlock(&vm->lock);
 }
 
+bool fb_vm_ended(struct fb_vm *vm, char *why, size_t len)
+{
+	bool ended;
+
+	pthread_mutex_lock(&vm->lock);
+	ended = vm->exit_reason != FB_VM_RUNNING;
+	if (ended)
+		snprintf(why, len, "%s: %s",
+			 fb_vm_exit_reason_name(vm->exit_reason),
+			 vm->exit_message);
+	pthread_mutex_unlock(&vm->lock);
+	return ended;
+}
+
 static void resume_now(struct fb_vm *vm);
 
 int fb_vm_pause(struct fb_vm *vm)

@@ -122,6 +122,10 @@ void fb_vm_request_stop(struct fb_vm *vm, enum fb_vm_exit_reason reason,
 			const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Whether the VM has ended (a stop was asked, or the guest ended it),
+ * and if so how, into why. Any thread. */
+bool fb_vm_ended(struct fb_vm *vm, char *why, size_t len);
+
 /* vCPU threads (vcpu.c). The kick signal is blocked but inside KVM_RUN. */
 #define FB_SIG_KICK (SIGRTMIN + 1)
 int fb_vcpu_create(struct fb_vm *vm, unsigned id);

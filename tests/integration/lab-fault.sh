@@ -21,6 +21,19 @@ box_unanswered() { # BOX
 	lab_fault "$d/vmm.log"
 }
 
+# forkbox exec with a deadline (120 s: every command in these files takes
+# seconds); a box that does not answer (125, or 124 from the deadline) is
+# shown and judged.
+exec_judged() { # BOX -- CMD...
+	local rc=0
+	timeout -k 10 120 "$forkbox_bin" exec "$@" || rc=$?
+	if [ -n "$1" ] && { [ "$rc" -eq 125 ] || [ "$rc" -eq 124 ]; }; then
+		echo "     exec in $1 failed ($rc); its VMM's state and vmm.log:" >&2
+		box_unanswered "$1"
+	fi
+	return "$rc"
+}
+
 # After the checks: a file whose tests failed after a lab fault ends 124,
 # as a lab that broke, so tests/integration/run runs it again. A failure
 # without one is still a failure.

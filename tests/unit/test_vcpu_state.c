@@ -572,6 +572,22 @@ static void test_debug_flags_foreign_state(void **state)
 	fb_vm_destroy(vm);
 }
 
+/* How a VM ended, for an error that would otherwise say only that its
+ * guest never answered (restore.c). */
+static void test_vm_ended_says_how(void **state)
+{
+	struct fb_vm *vm = create();
+	char why[320];
+
+	assert_false(fb_vm_ended(vm, why, sizeof(why)));
+	fb_vm_request_stop(vm, FB_VM_EXIT_REBOOT, "guest reset (triple fault "
+			   "on vCPU %u)", 0u);
+	assert_true(fb_vm_ended(vm, why, sizeof(why)));
+	assert_non_null(strstr(why, "triple fault on vCPU 0"));
+	assert_non_null(strstr(why, fb_vm_exit_reason_name(FB_VM_EXIT_REBOOT)));
+	fb_vm_destroy(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -582,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_state_refused),
 		cmocka_unit_test(test_clock_modes),
 		cmocka_unit_test(test_debug_flags_foreign_state),
+		cmocka_unit_test(test_vm_ended_says_how),
 	};
 
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
