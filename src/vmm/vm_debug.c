@@ -115,13 +115,12 @@ static void guest_bytes(FILE *f, const struct fb_guest_mem *mem,
 void fb_vcpu_debug(struct fb_vcpu *vcpu, FILE *f,
 		   struct fb_vcpu_seen *seen)
 {
-	bool foreign;
-
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_mp_state mp;
 	struct kvm_vcpu_events ev;
 	struct kvm_lapic_state lapic;
+	bool foreign;
 
 	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 ||
 	    ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0 ||

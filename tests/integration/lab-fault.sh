@@ -13,12 +13,15 @@ lab_fault() { # FILE
 }
 
 # A box that stopped answering: its VMM's device and vCPU state into its
-# vmm.log (forkbox debug), the log's last lines shown, and judged.
+# vmm.log (forkbox debug), the log's and its console's last lines shown,
+# and judged.
 box_unanswered() { # BOX
 	local d="${FORKBOX_HOME:-$HOME/.local/share/forkbox}/boxes/$1"
 	timeout 30 "$forkbox_bin" debug "$1" >/dev/null 2>&1
 	tail -n 40 "$d/vmm.log" 2>&1 | sed 's/^/     /' >&2
 	lab_fault "$d/vmm.log"
+	echo "     its console's end:" >&2
+	tail -n 5 "$d/console.log" 2>&1 | sed 's/^/     /' >&2
 }
 
 # forkbox exec with a deadline (120 s: every command in these files takes
@@ -28,7 +31,7 @@ exec_judged() { # BOX -- CMD...
 	local rc=0
 	timeout -k 10 120 "$forkbox_bin" exec "$@" || rc=$?
 	if [ -n "$1" ] && { [ "$rc" -eq 125 ] || [ "$rc" -eq 124 ]; }; then
-		echo "     exec in $1 failed ($rc); its VMM's state and vmm.log:" >&2
+		echo "     exec in $1 failed ($rc); its VMM's state, vmm.log and console end:" >&2
 		box_unanswered "$1"
 	fi
 	return "$rc"

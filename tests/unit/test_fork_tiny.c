@@ -58,34 +58,40 @@ static void start(struct running *r)
 	assert_int_equal(pthread_create(&r->thread, NULL, run_vm, r), 0);
 }
 
+/* The whole console so far, NUL-ended (it outgrows any fixed buffer in
+ * a long soak); the caller frees it. */
+static char *read_console(int fd)
+{
+	off_t size = lseek(fd, 0, SEEK_END);
+	char *out;
+	ssize_t n;
+
+	assert_true(size >= 0);
+	out = calloc(1, (size_t)size + 1);
+	assert_non_null(out);
+	n = pread(fd, out, (size_t)size, 0);
+	out[n > 0 ? n : 0] = '\0';
+	return out;
+}
+
 /* Stops the VM and returns its console; the caller frees it. */
 static char *finish(struct running *r)
 {
-	off_t n;
 	char *out;
 
 	fb_vm_stop(r->vm);
 	pthread_join(r->thread, NULL);
 	fb_vm_destroy(r->vm);
-	n = lseek(r->log, 0, SEEK_END);
-	out = calloc(1, (size_t)n + 1);
-	assert_non_null(out);
-	assert_int_equal(pread(r->log, out, (size_t)n, 0), n);
+	out = read_console(r->log);
 	close(r->log);
 	return out;
 }
 
-/* In the whole console: it outgrows any fixed buffer in a long soak. */
 static unsigned count_lines(int fd, const char *line)
 {
-	off_t size = lseek(fd, 0, SEEK_END);
-	char *buf = calloc(1, (size_t)(size > 0 ? size : 0) + 1);
-	ssize_t n;
+	char *buf = read_console(fd);
 	unsigned c = 0;
 
-	assert_non_null(buf);
-	n = pread(fd, buf, (size_t)(size > 0 ? size : 0), 0);
-	buf[n > 0 ? n : 0] = '\0';
 	for (char *p = buf; (p = strstr(p, line)); p += strlen(line))
 		c++;
 	free(buf);
